@@ -1,0 +1,12 @@
+//! The end-to-end harness: real kernels from the host build booted in real QEMU, with
+//! the agent reached over real virtio-vsock through vhost-device-vsock.
+//!
+//! Tests find the host build's output in `$SUPERMACHINE_OUT` (default: the workspace's
+//! `out/`). A missing asset fails the test with the command that builds it: these tests
+//! never pass by skipping.
+
+pub mod assets;
+pub mod qemu;
+
+pub use assets::{asset, workspace_root, Arch};
+pub use qemu::{Accel, Vm, VmConfig};
