@@ -52,7 +52,10 @@ fn walk(root: &Path, rel: PathBuf, entries: &mut Vec<Entry>) -> io::Result<()> {
         let path_str = rel_path.to_str().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: file name is not UTF-8", dir.join(item.file_name()).display()),
+                format!(
+                    "{}: file name is not UTF-8",
+                    dir.join(item.file_name()).display()
+                ),
             )
         })?;
         let meta = fs::symlink_metadata(item.path())?;
@@ -138,13 +141,19 @@ pub fn write_archive<W: Write>(out: &mut W, entries: &[Entry], mtime: u32) -> io
         let ino = (index + 1) as u32;
         let (mode, data, rdev): (u32, &[u8], (u32, u32)) = match &entry.body {
             Body::Dir => (S_IFDIR | 0o755, &[], (0, 0)),
-            Body::File { data, executable } => {
-                (S_IFREG | if *executable { 0o755 } else { 0o644 }, data, (0, 0))
-            }
+            Body::File { data, executable } => (
+                S_IFREG | if *executable { 0o755 } else { 0o644 },
+                data,
+                (0, 0),
+            ),
             Body::Symlink { target } => (S_IFLNK | 0o777, target.as_bytes(), (0, 0)),
             Body::CharDev { major, minor, mode } => (S_IFCHR | mode, &[], (*major, *minor)),
         };
-        let nlink = if matches!(entry.body, Body::Dir) { 2 } else { 1 };
+        let nlink = if matches!(entry.body, Body::Dir) {
+            2
+        } else {
+            1
+        };
         written += write_record(out, ino, mode, nlink, mtime, rdev, &entry.path, data)?;
     }
     written += write_record(out, 0, 0, 1, 0, (0, 0), "TRAILER!!!", &[])?;
@@ -208,13 +217,18 @@ mod tests {
     /// Parses an archive back into (name, mode, mtime, data) records.
     fn parse(mut bytes: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
         let field = |h: &[u8], i: usize| {
-            u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16).unwrap()
+            u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16)
+                .unwrap()
         };
         let mut out = Vec::new();
         loop {
             assert_eq!(&bytes[..6], b"070701");
-            let (mode, mtime, size, namesize) =
-                (field(bytes, 1), field(bytes, 5), field(bytes, 6), field(bytes, 11));
+            let (mode, mtime, size, namesize) = (
+                field(bytes, 1),
+                field(bytes, 5),
+                field(bytes, 6),
+                field(bytes, 11),
+            );
             let name = std::str::from_utf8(&bytes[110..110 + namesize as usize - 1])
                 .unwrap()
                 .to_string();
@@ -255,7 +269,15 @@ mod tests {
         let names: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(
             names,
-            ["bin", "bin/busybox", "bin/sh", "dev", "dev/console", "etc-note", "init"]
+            [
+                "bin",
+                "bin/busybox",
+                "bin/sh",
+                "dev",
+                "dev/console",
+                "etc-note",
+                "init"
+            ]
         );
         let modes: Vec<u32> = records.iter().map(|r| r.1).collect();
         assert_eq!(
@@ -288,8 +310,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("bin")).unwrap();
         fs::write(dir.path().join("bin/tool"), b"tool").unwrap();
-        fs::set_permissions(dir.path().join("bin/tool"), fs::Permissions::from_mode(0o700))
-            .unwrap();
+        fs::set_permissions(
+            dir.path().join("bin/tool"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("tool", dir.path().join("bin/alias")).unwrap();
         let mut entries = read_tree(dir.path()).unwrap();
         entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -63,13 +63,31 @@ fn kvm_boots() -> bool {
     };
     let console = dir.path().join("probe.log");
     let child = Command::new("qemu-system-x86_64")
-        .args(["-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host", "-m", "128M"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+        .args([
+            "-M",
+            "microvm,acpi=off",
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "128M",
+        ])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .arg("-kernel")
         .arg(asset("x86_64/kernel/bzImage"))
-        .args(["-append", "console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1"])
+        .args([
+            "-append",
+            "console=ttyS0 earlyprintk=ttyS0 reboot=t panic=-1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
@@ -202,14 +220,21 @@ impl Vm {
             cmd.args(["-icount", "shift=1,sleep=off"]);
         }
         cmd.args(["-m", &mem, "-smp", &config.cpus.to_string()]);
-        cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
-        cmd.arg("-serial").arg(format!("file:{}", console.display()));
+        cmd.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]);
+        cmd.arg("-serial")
+            .arg(format!("file:{}", console.display()));
         cmd.arg("-kernel").arg(&config.kernel);
         if let Some(initrd) = &config.initrd {
             cmd.arg("-initrd").arg(initrd);
         }
         let console_words = match config.arch {
-            Arch::X86_64 => "console=ttyS0 earlyprintk=ttyS0 reboot=k",
+            Arch::X86_64 => "console=ttyS0 earlyprintk=ttyS0 reboot=t",
             Arch::Aarch64 => "console=ttyAMA0 earlycon",
         };
         cmd.arg("-append")

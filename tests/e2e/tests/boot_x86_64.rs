@@ -61,13 +61,17 @@ fn minimal_initramfs_reaches_init_and_sees_virtio_mmio_devices() {
         .lines()
         .find(|l| l.starts_with("cmdline: "))
         .expect("cmdline line");
-    assert_eq!(cmdline.matches("virtio_mmio.device=").count(), 2, "{cmdline}");
+    assert_eq!(
+        cmdline.matches("virtio_mmio.device=").count(),
+        2,
+        "{cmdline}"
+    );
     // 0x0002 is virtio-blk, 0x0013 virtio-vsock.
     assert!(console.contains("virtio-device 0x0002"), "{console}");
     assert!(console.contains("virtio-device 0x0013"), "{console}");
     assert!(
         vm.wait_exit(Duration::from_secs(60)).is_some(),
-        "reboot -f with reboot=k and -no-reboot should end QEMU"
+        "reboot -f with reboot=t and -no-reboot should end QEMU"
     );
 }
 

@@ -23,12 +23,17 @@ use supermachine_packer::sha256_hex;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The host build's output directory.
 fn host_out() -> PathBuf {
-    std::env::var_os("SUPERMACHINE_OUT").map(PathBuf::from).unwrap_or_else(|| workspace().join("out"))
+    std::env::var_os("SUPERMACHINE_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("out"))
 }
 
 /// The input directory of `arch`, complete, or a panic that says how to make it.
@@ -72,7 +77,9 @@ fn packed() -> &'static Packed {
             .iter()
             .map(|d| d.join("kernel"))
             .find(|d| d.join("GPL-2.0").is_file() || d.join("GPL-2.0-only").is_file())
-            .unwrap_or_else(|| panic!("no kernel/GPL-2.0 in the host build's output: run `scripts/build`"));
+            .unwrap_or_else(|| {
+                panic!("no kernel/GPL-2.0 in the host build's output: run `scripts/build`")
+            });
         let report = supermachine_packer::pack(&supermachine_packer::Options {
             templates: workspace().join("files/crates"),
             out: out.clone(),
@@ -92,8 +99,14 @@ fn packed() -> &'static Packed {
         let mut crate_files = report.crates.clone();
         crate_files.extend(build_dependency_crates());
         local_registry(&registry, &crate_files);
-        let manifest = serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
-        Packed { _tmp: tmp, out, registry, manifest }
+        let manifest =
+            serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        Packed {
+            _tmp: tmp,
+            out,
+            registry,
+            manifest,
+        }
     })
 }
 
@@ -217,7 +230,9 @@ impl Consumer {
 
 /// The per-arch crate the facade picks on this host.
 fn host_arch() -> &'static Arch {
-    ALL.iter().find(|a| a.name == std::env::consts::ARCH).expect("the tests run on x86_64 or aarch64")
+    ALL.iter()
+        .find(|a| a.name == std::env::consts::ARCH)
+        .expect("the tests run on x86_64 or aarch64")
 }
 
 fn mode(path: &Path) -> u32 {
@@ -225,7 +240,12 @@ fn mode(path: &Path) -> u32 {
 }
 
 fn manifest_crate<'a>(manifest: &'a Value, name: &str) -> &'a Value {
-    manifest["crates"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()
+    manifest["crates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
 }
 
 #[test]
@@ -240,28 +260,56 @@ fn consumer_builds_offline_and_extracts_every_blob() {
         let want = fs::read(inputs.join(blob.input)).unwrap();
         for path in [dir.join(blob.name), dir.join("nested").join(blob.name)] {
             let got = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(got == want, "{} differs from {}", path.display(), blob.input);
+            assert!(
+                got == want,
+                "{} differs from {}",
+                path.display(),
+                blob.input
+            );
             assert_eq!(mode(&path), blob.mode, "mode of {}", path.display());
         }
     }
     let entry = manifest_crate(&packed.manifest, arch.crate_name);
-    assert_eq!(build_id, entry["build_id"].as_str().unwrap(), "BUILD_ID differs from manifest.json");
+    assert_eq!(
+        build_id,
+        entry["build_id"].as_str().unwrap(),
+        "BUILD_ID differs from manifest.json"
+    );
 
     // Cargo fetched only this arch's crate, as the facade's cfg tables promise.
     let other = ALL.iter().find(|a| a.name != arch.name).unwrap();
     let fetched = dir_names(&consumer.tmp.path().join("cargo-home/registry/src"));
-    assert!(fetched.iter().any(|n| n.starts_with(arch.crate_name)), "{fetched:?}");
-    assert!(!fetched.iter().any(|n| n.starts_with(other.crate_name)), "{fetched:?}");
+    assert!(
+        fetched.iter().any(|n| n.starts_with(arch.crate_name)),
+        "{fetched:?}"
+    );
+    assert!(
+        !fetched.iter().any(|n| n.starts_with(other.crate_name)),
+        "{fetched:?}"
+    );
 
     // An env override replaces that blob (and only it), and BUILD_ID follows.
     let busybox_like = arch.blobs[1];
     let replacement = consumer.tmp.path().join("replacement");
-    fs::write(&replacement, b"\x7fELF not really, but the override is taken as it is").unwrap();
+    fs::write(
+        &replacement,
+        b"\x7fELF not really, but the override is taken as it is",
+    )
+    .unwrap();
     let (dir, overridden_id) = consumer.run("override", &[(busybox_like.env, &replacement)]);
-    assert_eq!(fs::read(dir.join(busybox_like.name)).unwrap(), fs::read(&replacement).unwrap());
+    assert_eq!(
+        fs::read(dir.join(busybox_like.name)).unwrap(),
+        fs::read(&replacement).unwrap()
+    );
     assert_eq!(mode(&dir.join(busybox_like.name)), busybox_like.mode);
-    assert_eq!(fs::read(dir.join("kernel")).unwrap(), fs::read(inputs.join(arch.blobs[0].input)).unwrap());
-    assert_ne!(overridden_id, build_id, "BUILD_ID must change with an overridden blob");
+    assert_eq!(
+        fs::read(dir.join("kernel")).unwrap(),
+        fs::read(inputs.join(arch.blobs[0].input)).unwrap()
+    );
+    assert_ne!(
+        overridden_id, build_id,
+        "BUILD_ID must change with an overridden blob"
+    );
 }
 
 #[test]
@@ -284,13 +332,21 @@ fn corrupt_bundled_blob_fails_the_consumer_build() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let bad_crate = tmp.path().join(format!("{root}.crate"));
-        repack_with(&packed.out.join(format!("{root}.crate")), &bad_crate, &root, kernel_xz, &bytes);
+        repack_with(
+            &packed.out.join(format!("{root}.crate")),
+            &bad_crate,
+            &root,
+            kernel_xz,
+            &bytes,
+        );
         let mut files: Vec<PathBuf> = packed
             .out
             .read_dir()
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "crate") && !p.ends_with(format!("{root}.crate")))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "crate") && !p.ends_with(format!("{root}.crate"))
+            })
             .collect();
         files.push(bad_crate);
         files.extend(build_dependency_crates());
@@ -300,10 +356,22 @@ fn corrupt_bundled_blob_fails_the_consumer_build() {
         let consumer = Consumer::new(&registry);
         let out = consumer.cargo("build", &[], &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{what} kernel.xz: the consumer build succeeded");
-        assert!(stderr.contains(&format!("error: {}: ", arch.crate_name)), "{what}: {stderr}");
-        assert!(stderr.contains(expect), "{what}: expected {expect:?} in:\n{stderr}");
-        assert!(stderr.contains("SUPERMACHINE_KERNEL_PATH"), "{what}: no hint in:\n{stderr}");
+        assert!(
+            !out.status.success(),
+            "{what} kernel.xz: the consumer build succeeded"
+        );
+        assert!(
+            stderr.contains(&format!("error: {}: ", arch.crate_name)),
+            "{what}: {stderr}"
+        );
+        assert!(
+            stderr.contains(expect),
+            "{what}: expected {expect:?} in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("SUPERMACHINE_KERNEL_PATH"),
+            "{what}: no hint in:\n{stderr}"
+        );
     }
 }
 
@@ -315,7 +383,10 @@ fn packed_crates_match_manifest_and_sums() {
         let file = format!("{name}-{VERSION}.crate");
         let bytes = fs::read(packed.out.join(&file)).unwrap();
         let sha = sha256_hex(&bytes);
-        assert!(sums.contains(&format!("{sha}  {file}\n")), "{file} not in SHA256SUMS:\n{sums}");
+        assert!(
+            sums.contains(&format!("{sha}  {file}\n")),
+            "{file} not in SHA256SUMS:\n{sums}"
+        );
         let entry = manifest_crate(&packed.manifest, name);
         assert_eq!(entry["sha256"], json!(sha));
         assert_eq!(entry["size"], json!(bytes.len()));
@@ -328,7 +399,12 @@ fn packed_crates_match_manifest_and_sums() {
         assert_eq!(entry["kernel"]["config_sha256"], json!(sha256_hex(&config)));
         for (blob, recorded) in arch.blobs.iter().zip(entry["blobs"].as_array().unwrap()) {
             let data = fs::read(inputs.join(blob.input)).unwrap();
-            assert_eq!(recorded["sha256"], json!(sha256_hex(&data)), "{}", blob.input);
+            assert_eq!(
+                recorded["sha256"],
+                json!(sha256_hex(&data)),
+                "{}",
+                blob.input
+            );
             assert_eq!(recorded["size"], json!(data.len()));
         }
     }
@@ -359,7 +435,10 @@ fn local_registry(root: &Path, crates: &[PathBuf]) {
         let vers = entry["vers"].as_str().unwrap();
         fs::write(root.join(format!("{name}-{vers}.crate")), &bytes).unwrap();
         let line = serde_json::to_string(&entry).unwrap() + "\n";
-        index.entry(root.join("index").join(index_path(&name))).or_default().push_str(&line);
+        index
+            .entry(root.join("index").join(index_path(&name)))
+            .or_default()
+            .push_str(&line);
     }
     for (path, lines) in index {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -402,7 +481,10 @@ fn index_entry(manifest: &toml::Table, cksum: &str) -> Value {
             let get = |key: &str| spec.as_table().and_then(|t| t.get(key));
             let req = match spec {
                 toml::Value::String(req) => req.clone(),
-                _ => get("version").and_then(|v| v.as_str()).unwrap_or("*").to_owned(),
+                _ => get("version")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("*")
+                    .to_owned(),
             };
             let features: Vec<&str> = get("features")
                 .and_then(|f| f.as_array())
@@ -427,7 +509,12 @@ fn index_entry(manifest: &toml::Table, cksum: &str) -> Value {
     // Dev-dependencies play no part in resolving a dependency's graph.
     for (key, kind) in [("dependencies", "normal"), ("build-dependencies", "build")] {
         add(manifest.get(key), kind, None);
-        for (cfg, table) in manifest.get("target").and_then(|t| t.as_table()).into_iter().flatten() {
+        for (cfg, table) in manifest
+            .get("target")
+            .and_then(|t| t.as_table())
+            .into_iter()
+            .flatten()
+        {
             add(table.get(key), kind, Some(cfg));
         }
     }
@@ -437,14 +524,21 @@ fn index_entry(manifest: &toml::Table, cksum: &str) -> Value {
         .map(|t| {
             t.iter()
                 .map(|(k, v)| {
-                    let list = v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned());
+                    let list = v
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.as_str().unwrap().to_owned());
                     (k.clone(), list.collect())
                 })
                 .collect()
         })
         .unwrap_or_default();
     // Features using the `dep:` / `?/` syntax must be in `features2` (index format v2).
-    let new_syntax = features.values().flatten().any(|f| f.starts_with("dep:") || f.contains("?/"));
+    let new_syntax = features
+        .values()
+        .flatten()
+        .any(|f| f.starts_with("dep:") || f.contains("?/"));
     let mut entry = json!({
         "name": package["name"].as_str().unwrap(),
         "vers": package["version"].as_str().unwrap(),
@@ -465,26 +559,40 @@ fn index_entry(manifest: &toml::Table, cksum: &str) -> Value {
 /// needs), taken from Cargo's download cache: the workspace lists lzma-rs as a
 /// dev-dependency of this crate, so building these tests put them there.
 fn build_dependency_crates() -> Vec<PathBuf> {
-    let lock: toml::Table =
-        fs::read_to_string(workspace().join("Cargo.lock")).unwrap().parse().unwrap();
+    let lock: toml::Table = fs::read_to_string(workspace().join("Cargo.lock"))
+        .unwrap()
+        .parse()
+        .unwrap();
     let packages = lock["package"].as_array().unwrap();
     let find = |spec: &str| {
         let mut words = spec.split(' ');
         let (name, version) = (words.next().unwrap(), words.next());
         packages
             .iter()
-            .find(|p| p["name"].as_str() == Some(name) && version.map_or(true, |v| p["version"].as_str() == Some(v)))
+            .find(|p| {
+                p["name"].as_str() == Some(name)
+                    && version.map_or(true, |v| p["version"].as_str() == Some(v))
+            })
             .unwrap_or_else(|| panic!("{spec} is not in Cargo.lock"))
     };
     let mut todo = vec!["lzma-rs".to_owned()];
     let mut seen = BTreeMap::new();
     while let Some(spec) = todo.pop() {
         let p = find(&spec);
-        let id = format!("{}-{}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap());
+        let id = format!(
+            "{}-{}",
+            p["name"].as_str().unwrap(),
+            p["version"].as_str().unwrap()
+        );
         if seen.insert(id, ()).is_some() {
             continue;
         }
-        for dep in p.get("dependencies").and_then(|d| d.as_array()).into_iter().flatten() {
+        for dep in p
+            .get("dependencies")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+        {
             todo.push(dep.as_str().unwrap().to_owned());
         }
     }
@@ -500,7 +608,12 @@ fn build_dependency_crates() -> Vec<PathBuf> {
                 .iter()
                 .map(|c| c.join(format!("{id}.crate")))
                 .find(|p| p.is_file())
-                .unwrap_or_else(|| panic!("{id}.crate is not in Cargo's cache under {}", home.display()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{id}.crate is not in Cargo's cache under {}",
+                        home.display()
+                    )
+                })
         })
         .collect()
 }
@@ -517,7 +630,15 @@ fn repack_with(from: &Path, to: &Path, root: &str, path: &str, data: &[u8]) {
         entry.read_to_end(&mut contents).unwrap();
         let rel = name.strip_prefix(&format!("{root}/")).unwrap().to_owned();
         let contents = if rel == path { data.to_vec() } else { contents };
-        entries.push(supermachine_packer::archive::Entry { path: rel, data: contents, mode: 0o644 });
+        entries.push(supermachine_packer::archive::Entry {
+            path: rel,
+            data: contents,
+            mode: 0o644,
+        });
     }
-    fs::write(to, supermachine_packer::archive::crate_file(root, &entries, 0).unwrap()).unwrap();
+    fs::write(
+        to,
+        supermachine_packer::archive::crate_file(root, &entries, 0).unwrap(),
+    )
+    .unwrap();
 }

@@ -43,7 +43,11 @@ impl Flags {
     }
 
     fn get(&self, flag: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(f, _)| f == flag).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(f, _)| f == flag)
+            .map(|(_, v)| v.as_str())
     }
 
     fn path(&self, flag: &str) -> Result<PathBuf, String> {
@@ -88,7 +92,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
             if !root.is_dir() {
                 return Err(format!("{} is not a directory (--root)", root.display()));
             }
-            pack_tree(&root, &out, mtime).map_err(|e| format!("cannot write {}: {e}", out.display()))
+            pack_tree(&root, &out, mtime)
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

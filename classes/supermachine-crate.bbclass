@@ -1,0 +1,121 @@
+# Blobs to crates. Collects the guest blobs of both arches from their multiconfigs'
+# deploy dirs into the packer's arch-directory layout and runs supermachine-packer, the
+# same tool the host build runs, which writes the three kernel crates.
+#
+# A recipe inheriting this sets, for ARCH in X86_64 and AARCH64:
+#   SUPERMACHINE_CRATE_MULTICONFIG_<ARCH>       the multiconfig that builds the arch
+#   SUPERMACHINE_CRATE_BLOBS_<ARCH>    the blob directory in that multiconfig's deploy dir
+#   SUPERMACHINE_CRATE_FILES_<ARCH>    the files below it to collect (packer layout)
+#   SUPERMACHINE_CRATE_TASKS_<ARCH>  recipe:task pairs of that multiconfig producing them
+#   SUPERMACHINE_CRATE_SOURCES_<ARCH>  that multiconfig's archiver output (DEPLOY_DIR_SRC)
+#   SUPERMACHINE_CRATE_SOURCE_PNS_<ARCH>  its recipes whose source goes into the bundle
+# and SUPERMACHINE_CRATE_TEMPLATES, the directory of the crate templates.
+# The result is deployed to DEPLOY_DIR_IMAGE/${SUPERMACHINE_CRATE_DEPLOY_SUBDIR}:
+# crates/ (the .crate files, unpacked trees, SHA256SUMS, manifest.json, LICENSES, NOTICE),
+# blobs/ (the collected inputs and their SHA256SUMS) and sources/ (the source bundle).
+
+inherit deploy nopackages
+
+DEPENDS += "supermachine-tools-native"
+
+SUPERMACHINE_CRATE_DEPLOY_SUBDIR ?= "${PN}"
+# Licence texts of what the crates bundle, from oe-core's common licences.
+SUPERMACHINE_CRATE_LICENSES ?= "GPL-2.0-only MIT"
+SUPERMACHINE_CRATE_SOURCE_NOTE ?= "The corresponding source of every bundled binary \
+(original sources and patches, as OpenEmbedded's archiver keeps them) is deployed next \
+to these crates by meta-supermachine: DEPLOY_DIR_IMAGE/${SUPERMACHINE_CRATE_DEPLOY_SUBDIR}/sources/."
+
+B = "${WORKDIR}/build"
+
+def supermachine_crate_arches(d):
+    """{arch: (multiconfig, its tasks, blob dir, sources dir, source recipes)}."""
+    return {
+        'x86_64': (d.getVar('SUPERMACHINE_CRATE_MULTICONFIG_X86_64'),
+                   d.getVar('SUPERMACHINE_CRATE_TASKS_X86_64').split(),
+                   d.getVar('SUPERMACHINE_CRATE_BLOBS_X86_64'),
+                   d.getVar('SUPERMACHINE_CRATE_SOURCES_X86_64'),
+                   d.getVar('SUPERMACHINE_CRATE_SOURCE_PNS_X86_64').split()),
+        'aarch64': (d.getVar('SUPERMACHINE_CRATE_MULTICONFIG_AARCH64'),
+                    d.getVar('SUPERMACHINE_CRATE_TASKS_AARCH64').split(),
+                    d.getVar('SUPERMACHINE_CRATE_BLOBS_AARCH64'),
+                    d.getVar('SUPERMACHINE_CRATE_SOURCES_AARCH64'),
+                    d.getVar('SUPERMACHINE_CRATE_SOURCE_PNS_AARCH64').split()),
+    }
+
+python () {
+    arches = supermachine_crate_arches(d)
+    mcs = [mc for mc, _, _, _, _ in arches.values()]
+    enabled = (d.getVar('BBMULTICONFIG') or '').split()
+    missing = [mc for mc in mcs if mc not in enabled]
+    if missing:
+        # Without the multiconfigs there is nothing to collect; an unguarded mcdepends
+        # would fail the whole parse instead of this one recipe.
+        raise bb.parse.SkipRecipe('needs the multiconfigs %s: add BBMULTICONFIG += "%s" '
+                                  'to local.conf' % (', '.join(missing), ' '.join(mcs)))
+    deps = ['mc::%s:%s' % (mc, task) for mc, tasks, _, _, _ in arches.values() for task in tasks]
+    d.appendVarFlag('do_compile', 'mcdepends', ' ' + ' '.join(deps))
+}
+
+def supermachine_crate_inputs(d):
+    """file-checksums entries for everything do_compile reads from other multiconfigs.
+
+    The mcdepends already put those tasks' signatures into ours; these add the files
+    actually on disk, so a deploy dir changed behind BitBake's back changes our
+    signature too and sstate never hands back crates of other blobs. Globs, because the
+    files do not exist before the first build (a missing glob match is no error).
+    """
+    entries = []
+    for _, _, blobs, sources, pns in supermachine_crate_arches(d).values():
+        entries.append('%s/*:True' % blobs)
+        entries += ['%s/*/%s-[0-9]*:True' % (sources, pn) for pn in pns]
+    return ' '.join(entries)
+
+do_compile[file-checksums] += "${@supermachine_crate_inputs(d)}"
+do_compile[cleandirs] = "${B}"
+
+# supermachine_crate_collect ARCH BLOBS_DIR SOURCES_DIR "SOURCE_PNS" FILES...
+supermachine_crate_collect() {
+	arch=$1; blobs=$2; sources=$3; pns=$4; shift 4
+	for f in "$@"; do
+		[ -f "$blobs/$f" ] || bbfatal "$blobs/$f is missing: the $arch multiconfig did not deploy it"
+		install -D -m 0644 "$blobs/$f" "${B}/blobs/$arch/$f"
+	done
+	for pn in $pns; do
+		found=
+		for dir in "$sources"/*/"$pn"-[0-9]*; do
+			[ -d "$dir" ] || continue
+			install -d "${B}/sources/$arch"
+			cp -R --no-dereference "$dir" "${B}/sources/$arch/"
+			found=1
+		done
+		[ -n "$found" ] || bbfatal "no source of $pn under $sources: is the archiver inherited in the $arch multiconfig?"
+	done
+}
+
+do_compile() {
+	supermachine_crate_collect x86_64 ${SUPERMACHINE_CRATE_BLOBS_X86_64} \
+		${SUPERMACHINE_CRATE_SOURCES_X86_64} "${SUPERMACHINE_CRATE_SOURCE_PNS_X86_64}" \
+		${SUPERMACHINE_CRATE_FILES_X86_64}
+	supermachine_crate_collect aarch64 ${SUPERMACHINE_CRATE_BLOBS_AARCH64} \
+		${SUPERMACHINE_CRATE_SOURCES_AARCH64} "${SUPERMACHINE_CRATE_SOURCE_PNS_AARCH64}" \
+		${SUPERMACHINE_CRATE_FILES_AARCH64}
+	chmod 0755 ${B}/blobs/*/supermachine-agent ${B}/blobs/x86_64/busybox ${B}/blobs/aarch64/init-oci
+
+	install -d ${B}/licenses
+	for id in ${SUPERMACHINE_CRATE_LICENSES}; do
+		install -m 0644 ${COMMON_LICENSE_DIR}/$id ${B}/licenses/$id
+	done
+
+	supermachine-packer pack --templates ${SUPERMACHINE_CRATE_TEMPLATES} --out ${B}/crates \
+		--x86-64 ${B}/blobs/x86_64 --aarch64 ${B}/blobs/aarch64 \
+		--license-dir ${B}/licenses --source-date-epoch ${SOURCE_DATE_EPOCH} \
+		--source-note "${SUPERMACHINE_CRATE_SOURCE_NOTE}"
+
+	(cd ${B}/blobs && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
+}
+
+do_deploy() {
+	install -d ${DEPLOYDIR}/${SUPERMACHINE_CRATE_DEPLOY_SUBDIR}
+	cp -R --no-dereference ${B}/crates ${B}/blobs ${B}/sources ${DEPLOYDIR}/${SUPERMACHINE_CRATE_DEPLOY_SUBDIR}/
+}
+addtask deploy after do_compile before do_build

@@ -1,0 +1,183 @@
+//! Reading and validating the inputs: one directory per arch in the host-build layout,
+//! and the licence texts. Everything is checked here, before any output exists.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::arch::{Arch, Blob, KERNEL_CONFIG};
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// A validated blob and what is known about it.
+#[derive(Debug, Clone)]
+pub struct LoadedBlob {
+    /// Its place in the crate.
+    pub spec: Blob,
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// SHA-256 of `data`, lowercase hex.
+    pub sha256: String,
+    /// Version string found in the binary, when it carries one (busybox).
+    pub version: Option<String>,
+}
+
+/// All inputs of one arch, validated.
+#[derive(Debug, Clone)]
+pub struct ArchInputs {
+    /// The arch.
+    pub arch: Arch,
+    /// Its blobs, in crate order.
+    pub blobs: Vec<LoadedBlob>,
+    /// Kernel release (`uname -r`), from the image itself.
+    pub kernel_release: String,
+    /// SHA-256 of `kernel/config`.
+    pub config_sha256: String,
+}
+
+/// Why an arch is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The arch.
+    pub arch: &'static str,
+    /// The crate that is therefore not written.
+    pub crate_name: &'static str,
+    /// What is missing and what builds it.
+    pub reason: String,
+}
+
+/// Loads the inputs of `arch` from `dir`. `Ok(Err(skipped))` when the directory is not
+/// given or does not exist (the arch is simply not built yet); `Err` when it exists but
+/// anything in it is missing or wrong.
+pub fn load_arch(
+    arch: &Arch,
+    dir: Option<&Path>,
+) -> Result<std::result::Result<ArchInputs, Skipped>> {
+    let skipped = |why: String| Skipped {
+        arch: arch.name,
+        crate_name: arch.crate_name,
+        reason: format!(
+            "{why}; the {} inputs are built by {}",
+            arch.name, arch.built_by
+        ),
+    };
+    let dir = match dir {
+        None => return Ok(Err(skipped(format!("no {} directory given", arch.option)))),
+        Some(d) if !d.exists() => {
+            return Ok(Err(skipped(format!(
+                "{} {} does not exist",
+                arch.option,
+                d.display()
+            ))))
+        }
+        Some(d) => d,
+    };
+    let config_path = dir.join(KERNEL_CONFIG);
+    let config = read(&config_path, arch)?;
+    let config_version = validate::kernel_config(arch, &config_path, &config)?;
+
+    let mut blobs = Vec::new();
+    let mut release = None;
+    let mut vermagic = None;
+    for spec in arch.blobs {
+        let path = dir.join(spec.input);
+        let data = read(&path, arch)?;
+        let facts = validate::blob(arch, spec, &path, &data)?;
+        release = release.or(facts.kernel_release);
+        vermagic = vermagic.or(facts.module_vermagic);
+        let version = (spec.name == "busybox")
+            .then(|| busybox_version(&data))
+            .flatten();
+        blobs.push(LoadedBlob {
+            spec: *spec,
+            sha256: crate::sha256_hex(&data),
+            data,
+            version,
+        });
+    }
+    let release = release.expect("the first blob of every arch is its kernel");
+    validate::consistent(arch, dir, &config_version, &release, vermagic.as_deref())?;
+    Ok(Ok(ArchInputs {
+        arch: *arch,
+        blobs,
+        kernel_release: release,
+        config_sha256: crate::sha256_hex(&config),
+    }))
+}
+
+fn read(path: &Path, arch: &Arch) -> Result<Vec<u8>> {
+    match fs::read(path) {
+        Ok(data) if data.is_empty() => Err(Error::invalid(path, "empty file")),
+        Ok(data) => Ok(data),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing {
+            file: path.to_path_buf(),
+            hint: format!(
+                "the {} input directory is incomplete; it is built by {}",
+                arch.name, arch.built_by
+            ),
+        }),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// "BusyBox v1.35.0 (...)" as busybox prints it, for NOTICE and the manifest.
+fn busybox_version(data: &[u8]) -> Option<String> {
+    let at = data.windows(9).position(|w| w == b"BusyBox v")?;
+    let rest = &data[at + 8..];
+    let end = rest
+        .iter()
+        .position(|&c| c == 0 || c == b' ' || c == b'\n')?;
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// The licence texts every crate may carry.
+#[derive(Debug, Clone)]
+pub struct Licenses {
+    /// GNU GPL version 2.
+    pub gpl2: Vec<u8>,
+    /// MIT, the agent's and this repository's licence.
+    pub mit: Vec<u8>,
+}
+
+/// Reads the GPL text (`GPL-2.0` or `GPL-2.0-only` in `dir`, as the kernel tree and
+/// Yocto's common-licenses name it) and the MIT text.
+pub fn licenses(dir: &Path, mit: &Path) -> Result<Licenses> {
+    let candidates = [dir.join("GPL-2.0-only"), dir.join("GPL-2.0")];
+    let gpl_path = candidates
+        .iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::Missing {
+            file: candidates[1].clone(),
+            hint: format!(
+                "--license-dir {} must hold the GPL-2.0 text as GPL-2.0 or GPL-2.0-only (the \
+             kernel tree's LICENSES/preferred/ or Yocto's common-licenses)",
+                dir.display()
+            ),
+        })?;
+    let gpl2 = fs::read(gpl_path).map_err(|e| Error::io(gpl_path, e))?;
+    let text = String::from_utf8_lossy(&gpl2);
+    if !(text.contains("GNU GENERAL PUBLIC LICENSE") && text.contains("Version 2")) {
+        return Err(Error::invalid(gpl_path, "not the GNU GPL version 2 text"));
+    }
+    let mit_bytes = fs::read(mit).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Missing {
+            file: mit.to_path_buf(),
+            hint: "the agent's MIT licence text: the repository's COPYING.MIT, or pass \
+                   --agent-license FILE"
+                .into(),
+        },
+        _ => Error::io(mit, e),
+    })?;
+    if !String::from_utf8_lossy(&mit_bytes).contains("Permission is hereby granted") {
+        return Err(Error::invalid(mit, "not an MIT licence text"));
+    }
+    Ok(Licenses {
+        gpl2,
+        mit: mit_bytes,
+    })
+}
+
+/// The default `--agent-license`: COPYING.MIT at the top of the repository that holds
+/// `templates` (`<repo>/files/crates`).
+pub fn default_agent_license(templates: &Path) -> PathBuf {
+    templates.join("../../COPYING.MIT")
+}

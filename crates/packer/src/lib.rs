@@ -1,0 +1,228 @@
+//! `supermachine-packer`: turns the guest blobs of the host build or of the Yocto
+//! multiconfigs into the three crates `supermachine-kernel-x86-64`,
+//! `supermachine-kernel-aarch64` and `supermachine-kernel`.
+//!
+//! [`pack`] validates every input first ([`validate`]), then renders the templates of
+//! `files/crates` ([`template`]), compresses the blobs and writes deterministic `.crate`
+//! archives ([`archive`]), the unpacked trees, `SHA256SUMS`, `manifest.json`
+//! ([`manifest`]), `LICENSES/` and `NOTICE`. An arch whose input directory is absent is
+//! skipped with a message; the facade is written only when both arches are.
+
+pub mod arch;
+pub mod archive;
+pub mod crates;
+pub mod error;
+pub mod inputs;
+pub mod manifest;
+pub mod output;
+pub mod template;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+pub use error::{Error, Result};
+use inputs::Skipped;
+use output::OutFile;
+
+/// crates.io refuses a `.crate` larger than this; so does the packer.
+pub const MAX_CRATE_SIZE: u64 = 10 * 1024 * 1024;
+
+/// What to pack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The templates directory (`files/crates`).
+    pub templates: PathBuf,
+    /// The output directory.
+    pub out: PathBuf,
+    /// x86_64 inputs in the host-build layout, if built.
+    pub x86_64: Option<PathBuf>,
+    /// aarch64 inputs in the host-build layout, if built.
+    pub aarch64: Option<PathBuf>,
+    /// Directory holding the GPL-2.0 text.
+    pub license_dir: PathBuf,
+    /// The agent's (MIT) licence text; default: `COPYING.MIT` of the repository.
+    pub agent_license: Option<PathBuf>,
+    /// Time stamp of every archive entry and written file.
+    pub source_date_epoch: u64,
+    /// Where the corresponding source is, for NOTICE ("built from <note>").
+    pub source_note: Option<String>,
+    /// Version of the three crates.
+    pub version: String,
+}
+
+/// What [`pack`] did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The `.crate` files written.
+    pub crates: Vec<PathBuf>,
+    /// Crates left out, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Validates the inputs and writes the crates. On error nothing new is left in the output
+/// directory.
+pub fn pack(opts: &Options) -> Result<Report> {
+    check_version(&opts.version)?;
+    let agent_license = opts
+        .agent_license
+        .clone()
+        .unwrap_or_else(|| inputs::default_agent_license(&opts.templates));
+    let licenses = inputs::licenses(&opts.license_dir, &agent_license)?;
+
+    let mut loaded = Vec::new();
+    let mut skipped = Vec::new();
+    for (arch, dir) in arch::ALL.iter().zip([&opts.x86_64, &opts.aarch64]) {
+        match inputs::load_arch(arch, dir.as_deref())? {
+            Ok(inputs) => loaded.push(inputs),
+            Err(skip) => skipped.push(skip),
+        }
+    }
+    if loaded.is_empty() {
+        let why: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.arch, s.reason))
+            .collect();
+        return Err(Error::Usage(format!(
+            "nothing to pack: no arch has inputs ({})",
+            why.join("; ")
+        )));
+    }
+    if loaded.len() < arch::ALL.len() {
+        skipped.push(Skipped {
+            arch: "all",
+            crate_name: arch::FACADE,
+            reason: format!(
+                "the facade depends on both per-arch crates with =version, and {} is missing",
+                skipped
+                    .iter()
+                    .map(|s| s.crate_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+
+    let default_note;
+    let source_note = match &opts.source_note {
+        Some(note) => note.as_str(),
+        None => {
+            default_note = format!(
+                "Linux {} from kernel.org, busybox from busybox.net, and the sources of \
+                 meta-supermachine {} ({})",
+                loaded[0].kernel_release,
+                opts.version,
+                env!("CARGO_PKG_REPOSITORY")
+            );
+            &default_note
+        }
+    };
+    let common = crates::Common {
+        templates: &opts.templates,
+        version: &opts.version,
+        mtime: opts.source_date_epoch,
+        licenses: &licenses,
+        source_note,
+    };
+    let mut built = Vec::new();
+    for inputs in &loaded {
+        built.push(crates::per_arch(&common, inputs)?);
+    }
+    if let [x86_64, aarch64] = loaded.as_slice() {
+        built.push(crates::facade(&common, x86_64, aarch64)?);
+    }
+
+    let mut files = Vec::new();
+    let mut tops = Vec::new();
+    for c in &built {
+        files.push(OutFile {
+            path: format!("{}.crate", c.root),
+            data: c.archive.clone(),
+            mode: 0o644,
+        });
+        for e in &c.entries {
+            files.push(OutFile {
+                path: format!("{}/{}", c.root, e.path),
+                data: e.data.clone(),
+                mode: e.mode,
+            });
+        }
+        tops.push(c.root.clone());
+        tops.push(format!("{}.crate", c.root));
+    }
+    let arches: Vec<&inputs::ArchInputs> = loaded.iter().collect();
+    files.push(OutFile {
+        path: crates::GPL_FILE.into(),
+        data: licenses.gpl2.clone(),
+        mode: 0o644,
+    });
+    files.push(OutFile {
+        path: crates::MIT_FILE.into(),
+        data: licenses.mit.clone(),
+        mode: 0o644,
+    });
+    files.push(OutFile {
+        path: "NOTICE".into(),
+        data: crates::output_notice(&common, &arches)?,
+        mode: 0o644,
+    });
+    files.push(OutFile {
+        path: "SHA256SUMS".into(),
+        data: manifest::sha256sums(&built),
+        mode: 0o644,
+    });
+    files.push(OutFile {
+        path: "manifest.json".into(),
+        data: manifest::manifest(&opts.version, opts.source_date_epoch, &built, &skipped),
+        mode: 0o644,
+    });
+    // Index files last, so they never describe crates that are not in place yet.
+    tops.extend(["LICENSES", "NOTICE", "SHA256SUMS", "manifest.json"].map(String::from));
+    let stale: Vec<String> = skipped
+        .iter()
+        .flat_map(|s| {
+            let root = format!("{}-{}", s.crate_name, opts.version);
+            [format!("{root}.crate"), root]
+        })
+        .collect();
+    output::commit(&opts.out, &files, &tops, &stale, opts.source_date_epoch)?;
+
+    Ok(Report {
+        crates: built
+            .iter()
+            .map(|c| opts.out.join(format!("{}.crate", c.root)))
+            .collect(),
+        skipped,
+    })
+}
+
+/// Crate versions are semver `X.Y.Z` with an optional `-pre` part.
+fn check_version(v: &str) -> Result<()> {
+    let (core, pre) = match v.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (v, None),
+    };
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let core_ok = core.split('.').count() == 3 && core.split('.').all(numeric);
+    let pre_ok = pre.map_or(true, |p| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
+    });
+    if core_ok && pre_ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--version {v}: not a semver version like 0.8.0"
+        )))
+    }
+}
+
+/// SHA-256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,14 @@
+//! Fuzzes the frame decoder: arbitrary bytes through the slice decoder and the blocking
+//! stream reader. The checks live in one file shared with the stable test
+//! `crates/proto/tests/decoder_garbage.rs`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../crates/proto/tests/support/fuzz_body.rs"]
+mod fuzz_body;
+
+fuzz_target!(|data: &[u8]| {
+    fuzz_body::check(data);
+    fuzz_body::check_stream(data);
+});

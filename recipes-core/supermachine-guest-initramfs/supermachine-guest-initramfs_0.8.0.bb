@@ -1,0 +1,55 @@
+SUMMARY = "Agent initramfs of the supermachine guest"
+DESCRIPTION = "The initramfs that boots a supermachine guest into its container: on \
+x86_64 a /init rendered from files/init with a static busybox, on aarch64 init-oci as \
+/init; the static agent in both. Written by supermachine-initramfs, as in the host build."
+HOMEPAGE = "https://github.com/supermachine-dev/meta-supermachine"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://COPYING.MIT;md5=70c9ff6c1b20c88748d7a612a84d5535"
+
+DEPENDS = "supermachine-tools-native"
+
+# The init parameters and template are files/init/ of this repository.
+FILESEXTRAPATHS:prepend := "${THISDIR}/../..:"
+
+SRC_URI = "\
+    file://COPYING.MIT \
+    file://files/init \
+"
+
+# S is UNPACKDIR itself, so SOURCE_DATE_EPOCH is OE's fixed fallback: a checkout's file
+# mtimes, which OE would use for a subdirectory, differ on every clone.
+S = "${UNPACKDIR}"
+
+inherit nopackages supermachine-guest
+
+# The blobs it packs come from the deploy tasks of the same multiconfig.
+SUPERMACHINE_INITRAMFS_INIT = "${@oe.utils.conditional('TARGET_ARCH', 'x86_64', 'busybox', 'init-oci', d)}"
+do_compile[depends] += "supermachine-agent:do_deploy ${SUPERMACHINE_INITRAMFS_INIT}:do_deploy"
+
+SUPERMACHINE_BLOBS_IN = "${DEPLOY_DIR_IMAGE}/${SUPERMACHINE_BLOBS_SUBDIR}"
+
+do_compile() {
+	# AGENT_INITRAMFS_PATH and the other init parameters: one file, shared with /init.
+	. ${S}/files/init/init.conf
+	root=${B}/root
+	rm -rf $root
+	install -d $root
+	install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/supermachine-agent $root$AGENT_INITRAMFS_PATH
+	if [ "${SUPERMACHINE_INITRAMFS_INIT}" = busybox ]; then
+		# /init calls every applet as `busybox APPLET`: no applet links needed.
+		install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/busybox $root/bin/busybox
+		supermachine-initramfs render-init --conf ${S}/files/init/init.conf \
+			--template ${S}/files/init/init.sh.in --out $root/init
+		chmod 0755 $root/init
+	else
+		install -m 0755 ${SUPERMACHINE_BLOBS_IN}/init-oci $root/init
+	fi
+	supermachine-initramfs cpio --root $root --out ${B}/initramfs.cpio.gz \
+		--source-date-epoch ${SOURCE_DATE_EPOCH}
+}
+
+do_deploy() {
+	install -d ${SUPERMACHINE_BLOBS_DIR}
+	install -m 0644 ${B}/initramfs.cpio.gz ${SUPERMACHINE_BLOBS_DIR}/initramfs.cpio.gz
+}
+addtask deploy after do_compile before do_build

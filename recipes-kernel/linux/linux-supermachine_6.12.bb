@@ -1,0 +1,51 @@
+SUMMARY = "Minimal Linux 6.12 kernel of the supermachine guests"
+DESCRIPTION = "Linux 6.12 LTS from kernel.org, configured as make tinyconfig plus the \
+shared fragments of linux-supermachine/ (the host build applies the same ones)."
+HOMEPAGE = "https://www.kernel.org/"
+LICENSE = "GPL-2.0-only"
+LIC_FILES_CHKSUM = "file://COPYING;md5=6bc538ed5bd9a7fc9398086aedcd7e46"
+
+LINUX_VERSION = "6.12.104"
+PV = "${LINUX_VERSION}"
+
+# kconfig-apply is the host build's configure step, shared so both get one .config.
+FILESEXTRAPATHS:prepend := "${THISDIR}/../../scripts/lib:"
+
+SRC_URI = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-${LINUX_VERSION}.tar.xz \
+           file://common.cfg \
+           file://${SUPERMACHINE_KERNEL_ARCH_FRAGMENT} \
+           file://kconfig-apply \
+           "
+SRC_URI[sha256sum] = "949d166a1263bd0cf0c5aab44eeb57869615099e7c48bf88d0e4adb77379b999"
+
+S = "${UNPACKDIR}/linux-${LINUX_VERSION}"
+
+inherit kernel supermachine-guest
+
+COMPATIBLE_HOST = "(x86_64|aarch64).*-linux"
+
+SUPERMACHINE_KERNEL_ARCH_FRAGMENT = "${TARGET_ARCH}.cfg"
+
+# The crates boot bzImage on x86_64 (vmlinux too: PVH boots the ELF directly) and
+# Image on aarch64, whatever the machine configuration prefers. Plain values, not
+# overrides: kernel.bbclass rewrites KERNEL_IMAGETYPES, which an override would mask.
+KERNEL_IMAGETYPE = "${@oe.utils.conditional('TARGET_ARCH', 'x86_64', 'bzImage', 'Image', d)}"
+KERNEL_IMAGETYPES = "${@oe.utils.conditional('TARGET_ARCH', 'x86_64', 'vmlinux', '', d)}"
+
+# Reproducible: oe-core derives KBUILD_BUILD_TIMESTAMP from SOURCE_DATE_EPOCH; user and
+# host are fixed to the host build's values.
+export KBUILD_BUILD_USER = "supermachine"
+export KBUILD_BUILD_HOST = "supermachine"
+
+# tinyconfig, the fragments, olddefconfig, and a failure naming every fragment symbol
+# that did not survive: the same script as the host build.
+KERNEL_CONFIG_COMMAND = "sh ${UNPACKDIR}/kconfig-apply ${S} ${B} ${ARCH} \
+    ${UNPACKDIR}/common.cfg ${UNPACKDIR}/${SUPERMACHINE_KERNEL_ARCH_FRAGMENT}"
+
+do_deploy:append() {
+	install -d ${SUPERMACHINE_BLOBS_DIR}/kernel
+	for imagetype in ${KERNEL_IMAGETYPES}; do
+		install -m 0644 ${KERNEL_OUTPUT_DIR}/$imagetype ${SUPERMACHINE_BLOBS_DIR}/kernel/$imagetype
+	done
+	install -m 0644 ${B}/.config ${SUPERMACHINE_BLOBS_DIR}/kernel/config
+}
