@@ -46,7 +46,6 @@ rust_env() {
     export RUSTFLAGS="--remap-path-prefix=$TOP=/supermachine --remap-path-prefix=$cargo_home=/cargo ${SUPERMACHINE_EXTRA_RUSTFLAGS:-}"
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
     export CARGO_TERM_PROGRESS_WHEN=never
-    export SOURCE_DATE_EPOCH=$(repo_source_date_epoch)
 }
 
 # Copies a file into place through a temporary name, so readers never see half a file.

@@ -132,6 +132,9 @@ pub struct VmConfig {
     pub cpus: u32,
     pub memory_mib: u32,
     pub accel: Accel,
+    /// x86_64 only: let QEMU describe the devices in ACPI tables instead of on the
+    /// command line (for reference kernels built without `VIRTIO_MMIO_CMDLINE_DEVICES`).
+    pub x86_acpi: bool,
 }
 
 impl VmConfig {
@@ -152,6 +155,7 @@ impl VmConfig {
             cpus: if arch == Arch::Aarch64 { 4 } else { 1 },
             memory_mib: 256,
             accel: Accel::detect(arch),
+            x86_acpi: false,
         }
     }
 }
@@ -195,7 +199,8 @@ impl Vm {
         let mut cmd = match config.arch {
             Arch::X86_64 => {
                 let mut c = Command::new("qemu-system-x86_64");
-                c.args(["-M", "microvm,acpi=off"]);
+                let acpi = if config.x86_acpi { "on" } else { "off" };
+                c.args(["-M", &format!("microvm,acpi={acpi}")]);
                 c
             }
             Arch::Aarch64 => {
@@ -239,7 +244,13 @@ impl Vm {
         };
         cmd.arg("-append")
             .arg(format!("{console_words} panic=-1 {}", config.cmdline));
-        for (i, disk) in config.disks.iter().enumerate() {
+        // `virt` probes its virtio-mmio slots from the top, so the last disk given to QEMU
+        // becomes /dev/vda there; list them backwards to keep "first is /dev/vda".
+        let mut disks: Vec<(usize, &Disk)> = config.disks.iter().enumerate().collect();
+        if config.arch == Arch::Aarch64 {
+            disks.reverse();
+        }
+        for (i, disk) in disks {
             let ro = if disk.read_only { ",readonly=on" } else { "" };
             cmd.arg("-drive").arg(format!(
                 "id=disk{i},file={},format=raw,if=none{ro}",

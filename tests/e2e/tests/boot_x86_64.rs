@@ -52,6 +52,7 @@ fn minimal_initramfs_reaches_init_and_sees_virtio_mmio_devices() {
         cpus: 1,
         memory_mib: 256,
         accel: Accel::detect(Arch::X86_64),
+        x86_acpi: false,
     };
     let mut vm = Vm::start(&config);
     let console = vm.wait_console("END-OF-PROBE", Duration::from_secs(120));

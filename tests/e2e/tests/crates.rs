@@ -642,3 +642,112 @@ fn repack_with(from: &Path, to: &Path, root: &str, path: &str, data: &[u8]) {
     )
     .unwrap();
 }
+
+/// The consumer cross-built for `aarch64-unknown-linux-musl` (the static-musl target a VMM
+/// on an aarch64 host uses): the facade must pick the aarch64 crate (the consumer uses
+/// items only that crate has), Cargo must fetch only it, and the binary, run under QEMU
+/// user-mode emulation, must extract exactly the host build's aarch64 blobs.
+#[test]
+fn consumer_cross_built_for_aarch64_musl_picks_the_aarch64_crate() {
+    const TARGET: &str = "aarch64-unknown-linux-musl";
+    let qemu_user = Command::new("qemu-aarch64").arg("--version").output();
+    assert!(
+        qemu_user.is_ok_and(|o| o.status.success()),
+        "qemu-aarch64 (user-mode emulation) is needed to run the aarch64 consumer: install \
+         qemu-user (sudo bash .ci/install)"
+    );
+    let packed = packed();
+    let inputs = arch_inputs(&AARCH64);
+    let consumer = Consumer::new(&packed.registry);
+    // `cargo run` with the target from the environment, so Consumer::run serves as is.
+    let env: [(&str, &Path); 3] = [
+        ("CARGO_BUILD_TARGET", Path::new(TARGET)),
+        (
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER",
+            Path::new("aarch64-linux-gnu-gcc"),
+        ),
+        (
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER",
+            Path::new("qemu-aarch64"),
+        ),
+    ];
+    let (dir, build_id) = consumer.run("aarch64", &env);
+
+    // It really is a static aarch64 executable: ELF, e_machine EM_AARCH64 (183), and no
+    // program interpreter (PT_INTERP = 3) among its program headers.
+    let binary = fs::read(
+        consumer
+            .tmp
+            .path()
+            .join(format!("target/{TARGET}/debug/consumer")),
+    )
+    .unwrap();
+    assert_eq!(&binary[..4], b"\x7fELF");
+    assert_eq!(binary[4], 2, "ELFCLASS64");
+    assert_eq!(
+        u16::from_le_bytes([binary[18], binary[19]]),
+        183,
+        "e_machine"
+    );
+    let phoff = u64::from_le_bytes(binary[32..40].try_into().unwrap()) as usize;
+    let phentsize = u16::from_le_bytes([binary[54], binary[55]]) as usize;
+    let phnum = u16::from_le_bytes([binary[56], binary[57]]) as usize;
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        let p_type = u32::from_le_bytes(binary[at..at + 4].try_into().unwrap());
+        assert_ne!(p_type, 3, "the musl consumer must be statically linked");
+    }
+
+    // Every aarch64 blob (kernel Image, agent, init-oci, smpark.ko) came out intact.
+    for blob in AARCH64.blobs {
+        let want = fs::read(inputs.join(blob.input)).unwrap();
+        for path in [dir.join(blob.name), dir.join("nested").join(blob.name)] {
+            let got = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                got == want,
+                "{} differs from out/aarch64/{}",
+                path.display(),
+                blob.input
+            );
+            assert_eq!(mode(&path), blob.mode, "mode of {}", path.display());
+        }
+    }
+    let entry = manifest_crate(&packed.manifest, AARCH64.crate_name);
+    assert_eq!(
+        build_id,
+        entry["build_id"].as_str().unwrap(),
+        "BUILD_ID differs from the aarch64 crate's in manifest.json"
+    );
+
+    // Only the aarch64 crate was compiled. (A cross build may still download the x86_64
+    // crate: Cargo fetches what the facade's cfg tables activate for the host platform
+    // too, in case a build script needs it, but never builds it for the target.)
+    let built = file_names_under(&consumer.tmp.path().join("target"));
+    assert!(
+        built
+            .iter()
+            .any(|n| n.starts_with("libsupermachine_kernel_aarch64-") && n.ends_with(".rlib")),
+        "no aarch64 crate library among the build outputs"
+    );
+    let x86 = built
+        .iter()
+        .filter(|n| n.contains("supermachine_kernel_x86_64") || n.contains(X86_64.crate_name))
+        .collect::<Vec<_>>();
+    assert!(x86.is_empty(), "the x86_64 crate was built: {x86:?}");
+}
+
+/// The names of every file and directory below `dir`.
+fn file_names_under(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten() {
+            let e = e.unwrap();
+            names.push(e.file_name().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            }
+        }
+    }
+    names
+}

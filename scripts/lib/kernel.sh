@@ -1,0 +1,38 @@
+# Kernel-tree helpers (sourced, bash, after common.sh). Used by
+# scripts/build-reference-kernel; they state the same facts as scripts/build-kernel
+# (arch names, image paths, unpacking, the kernel's reproducible date), so that
+# script can switch to them without changing what it produces.
+
+# Sets karch, cross, image (path in the tree) and image_name for ARCH.
+kernel_arch() { # ARCH
+    case $1 in
+        x86_64) karch=x86_64; cross=""; image=arch/x86/boot/bzImage; image_name=bzImage ;;
+        aarch64) karch=arm64; cross=aarch64-linux-gnu-; image=arch/arm64/boot/Image; image_name=Image ;;
+        *) die "ARCH must be x86_64 or aarch64, not '${1}'" ;;
+    esac
+}
+
+# Checks the tools and the source tarball a kernel build needs.
+kernel_need() {
+    need make gcc "${cross}gcc" flex bison bc xz sha256sum
+    [ -r "$LINUX_TARBALL" ] ||
+        die "$LINUX_TARBALL not found; install Debian's linux-source-6.12 (sudo bash .ci/install) or set SUPERMACHINE_LINUX_TARBALL"
+}
+
+# Unpacks the kernel tarball afresh into TREE; the source is TREE/linux-source-6.12.
+kernel_unpack() { # TREE
+    log "unpacking $(basename "$LINUX_TARBALL") into $1"
+    rm -rf "$1"
+    mkdir -p "$1"
+    tar -C "$1" -xf "$LINUX_TARBALL"
+    [ -f "$1/linux-source-6.12/Makefile" ] || die "$LINUX_TARBALL did not unpack to linux-source-6.12/"
+}
+
+# Exports the build environment of a reproducible kernel build in SRC: the kernel's
+# date is its source's release date unless the caller pins SOURCE_DATE_EPOCH; sets kernel_sde.
+kernel_build_env() { # SRC
+    kernel_sde=${SOURCE_DATE_EPOCH:-$(stat -c %Y "$1/Makefile")}
+    export KBUILD_BUILD_TIMESTAMP
+    KBUILD_BUILD_TIMESTAMP=$(date -u -d "@$kernel_sde" '+%a %b %e %H:%M:%S UTC %Y')
+    export ARCH=$karch CROSS_COMPILE=$cross
+}
