@@ -37,6 +37,10 @@ KERNEL_IMAGETYPES = "${@oe.utils.conditional('TARGET_ARCH', 'x86_64', 'vmlinux',
 export KBUILD_BUILD_USER = "supermachine"
 export KBUILD_BUILD_HOST = "supermachine"
 
+# C only: kconfig-apply configures with RUSTC=false, and every later make must agree,
+# or kbuild would re-resolve the configuration against a rustc it finds.
+EXTRA_OEMAKE:append = " RUSTC=false"
+
 # tinyconfig, the fragments, olddefconfig, and a failure naming every fragment symbol
 # that did not survive: the same script as the host build.
 KERNEL_CONFIG_COMMAND = "sh ${UNPACKDIR}/kconfig-apply ${S} ${B} ${ARCH} \

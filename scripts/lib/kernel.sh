@@ -1,7 +1,6 @@
-# Kernel-tree helpers (sourced, bash, after common.sh). Used by
-# scripts/build-reference-kernel; they state the same facts as scripts/build-kernel
-# (arch names, image paths, unpacking, the kernel's reproducible date), so that
-# script can switch to them without changing what it produces.
+# Kernel-tree helpers (sourced, bash, after common.sh), shared by scripts/build-kernel
+# and scripts/build-reference-kernel: arch names, image paths, unpacking, the kernel's
+# reproducible date and the one way to call make on a tree.
 
 # Sets karch, cross, image (path in the tree) and image_name for ARCH.
 kernel_arch() { # ARCH
@@ -35,4 +34,11 @@ kernel_build_env() { # SRC
     export KBUILD_BUILD_TIMESTAMP
     KBUILD_BUILD_TIMESTAMP=$(date -u -d "@$kernel_sde" '+%a %b %e %H:%M:%S UTC %Y')
     export ARCH=$karch CROSS_COMPILE=$cross
+}
+
+# make on the kernel tree SRC. RUSTC=false as in kconfig-apply: the guests are C only,
+# and a host rustc would otherwise be probed on every make and recorded in the .config.
+kmake() { # SRC ARGS...
+    local src=$1; shift
+    make -C "$src" RUSTC=false "$@"
 }

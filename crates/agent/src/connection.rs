@@ -31,6 +31,12 @@ pub struct Agent {
 /// Longest error text sent, so error replies stay small whatever caused them.
 const MAX_ERROR_TEXT: usize = 1024;
 
+/// Largest single write to the socket. On vsock each write becomes one packet, and
+/// Linux (6.12.y stable and later) carries packets over 32 KiB as scattered buffers,
+/// which device backends such as vhost-device-vsock 0.3 lose or stall on; smaller
+/// writes keep every packet in one buffer, at no cost on Unix sockets.
+const MAX_WRITE: usize = 16 * 1024;
+
 /// The writing half: whole frames, one at a time, from any thread.
 pub struct Outbox {
     stream: Mutex<SocketStream>,
@@ -56,7 +62,10 @@ impl Outbox {
             }
         };
         let mut stream = lock(&self.stream);
-        if stream.write_all(&bytes).is_err() {
+        let written = bytes
+            .chunks(MAX_WRITE)
+            .try_for_each(|piece| stream.write_all(piece));
+        if written.is_err() {
             self.dead.store(true, Ordering::SeqCst);
             stream.shutdown();
             return false;

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use supermachine_proto::{
@@ -178,37 +178,7 @@ impl Inner {
 
 /// Routes incoming frames until the connection ends. Never holds the routes lock while
 /// blocked on a full session queue.
-/// How long output may pause, while processes run, before the connection is nudged.
-const NUDGE_AFTER: Duration = Duration::from_millis(5);
-
-/// Keeps guest-to-host streams of a hybrid-vsock connection flowing.
-///
-/// vhost-device-vsock (0.2, 0.3) can leave guest data in its host-side buffer, and the
-/// guest without credit, until the host side of the connection sends something (see
-/// rust-vmm/vhost-device#494). So while sessions run and no frame has arrived for
-/// [`NUDGE_AFTER`], a Ping with frame id 0 goes out; the agent's Pong to id 0 matches
-/// no request and is dropped by the reader. Ends when the client is dropped.
-fn nudge_loop(inner: Weak<Inner>, received: Arc<AtomicU64>) {
-    let mut seen = received.load(Ordering::Relaxed);
-    loop {
-        std::thread::sleep(NUDGE_AFTER);
-        let Some(inner) = inner.upgrade() else { return };
-        let now = received.load(Ordering::Relaxed);
-        let running = {
-            let routes = lock(&inner.routes);
-            if routes.closed.is_some() {
-                return;
-            }
-            routes.map.values().any(|r| matches!(r, Route::Session(..)))
-        };
-        if running && now == seen && inner.send(0, &Message::Ping { nonce: 0 }).is_err() {
-            return;
-        }
-        seen = now;
-    }
-}
-
-fn reader_loop(mut stream: UnixStream, routes: Arc<Mutex<Routes>>, received: Arc<AtomicU64>) {
+fn reader_loop(mut stream: UnixStream, routes: Arc<Mutex<Routes>>) {
     let mut buf = Vec::new();
     let why = loop {
         let Frame { id, message } = match read_frame(&mut stream, &mut buf) {
@@ -216,7 +186,6 @@ fn reader_loop(mut stream: UnixStream, routes: Arc<Mutex<Routes>>, received: Arc
             Err(FrameError::Closed) => break "the agent closed the connection".to_string(),
             Err(e) => break e.to_string(),
         };
-        received.fetch_add(1, Ordering::Relaxed);
         let target = {
             let mut r = lock(&routes);
             match r.map.get(&id) {
@@ -327,11 +296,9 @@ impl Client {
         let reader = stream.try_clone()?;
         let routes = Arc::new(Mutex::new(Routes::default()));
         let reader_routes = routes.clone();
-        let received = Arc::new(AtomicU64::new(0));
-        let reader_received = received.clone();
         std::thread::Builder::new()
             .name("smctl-reader".into())
-            .spawn(move || reader_loop(reader, reader_routes, reader_received))?;
+            .spawn(move || reader_loop(reader, reader_routes))?;
         let inner = Arc::new(Inner {
             writer: Mutex::new(stream),
             routes,
@@ -339,12 +306,6 @@ impl Client {
             hello,
             timeout: Mutex::new(None),
         });
-        if matches!(endpoint, Endpoint::HybridVsock { .. }) {
-            let weak = Arc::downgrade(&inner);
-            std::thread::Builder::new()
-                .name("smctl-nudge".into())
-                .spawn(move || nudge_loop(weak, received))?;
-        }
         Ok(Client { inner })
     }
 
