@@ -179,9 +179,12 @@ fn supervise(input: SupervisorInput, conn: &Conn, id: u32) {
     // The reaper always sends; a closed channel would mean a lost status, reported
     // as the conventional "killed" code rather than hanging the session.
     let status = input.exit.recv().unwrap_or(ExitStatus::Code(255));
+    // Exit first, then forget the session: stdin the client sent before it saw Exit
+    // still finds the session (and is acknowledged) instead of drawing a NoSuchSession
+    // error that would arrive ahead of Exit.
+    conn.out.send(id, &Message::Exit(status));
     let handle = lock(&conn.sessions).remove(&id);
     drop(handle);
-    conn.out.send(id, &Message::Exit(status));
 }
 
 /// Starts session `id` on `conn`: replies `Started` (or returns the error to reply).

@@ -220,6 +220,28 @@ fn stdin_streams_both_ways() {
 }
 
 #[test]
+fn dropping_a_process_releases_a_stdin_writer_waiting_for_credit() {
+    let agent = Agent::start(&[]);
+    let client = agent.client();
+    let p = client
+        .spawn(Command::new("sleep").arg("100").stdin(true))
+        .unwrap();
+    let stdin = p.stdin();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The child never reads: the pipe and the window fill, then the writer waits.
+        let _ = done.send(stdin.write(&vec![0u8; 4 << 20]));
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop(p);
+    match result.recv_timeout(Duration::from_secs(20)) {
+        Ok(Err(Error::Closed(_))) => {}
+        Ok(other) => panic!("the writer ended with {other:?}, not a closed session"),
+        Err(_) => panic!("the stdin writer still waits for credit after the process was dropped"),
+    }
+}
+
+#[test]
 fn sixty_four_concurrent_execs() {
     let agent = Agent::start(&[]);
     let client = agent.client();

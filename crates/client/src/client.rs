@@ -128,7 +128,11 @@ impl Inner {
     }
 
     pub(crate) fn unregister(&self, id: u32) {
-        lock(&self.routes).map.remove(&id);
+        let route = lock(&self.routes).map.remove(&id);
+        // A stdin writer waiting for credit of a forgotten session must not wait forever.
+        if let Some(Route::Session(_, credit)) = route {
+            credit.close();
+        }
     }
 
     /// Sends a request and waits for its one reply; agent errors become `Error::Agent`.
