@@ -132,6 +132,7 @@ impl Guest {
             "BUG:",
             "Internal error",
             "Call trace:",
+            "overlayfs: failed to set xattr",
         ] {
             if console.contains(bad) {
                 self.fail(format!("the console shows {bad:?}"));
@@ -321,6 +322,14 @@ fn agent_answers_and_exec_works_on_aarch64() {
         String::from_utf8_lossy(&out.stdout).as_ref(),
         "/etc\nhi\n65534\n65534\n",
         "cwd, env, uid, gid",
+    );
+
+    // A rootfs directory removed and made again is empty: overlayfs marks it opaque with
+    // an xattr on the tmpfs upper layer. (Last, since /etc goes away.)
+    guest.assert_eq(
+        guest.sh("rm -rf /etc && mkdir /etc && ls -A /etc && echo empty"),
+        "empty\n".to_owned(),
+        "a re-created rootfs directory",
     );
 
     guest.assert_console_clean();

@@ -157,6 +157,22 @@ fn container_over_vsock_exec_overlay_and_power_off() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // A directory of the rootfs removed and made again is empty: the overlay marks it
+    // opaque, which needs extended attributes on the tmpfs upper layer. (Last, since
+    // /etc goes away.)
+    assert_eq!(
+        stdout(
+            &client,
+            "rm -rf /etc && mkdir /etc && ls -A /etc && echo empty"
+        ),
+        "empty\n"
+    );
+    let console = vm.console();
+    assert!(
+        !console.contains("overlayfs: failed to set xattr"),
+        "{console}"
+    );
+
     // A clean power off ends the VM; the rootfs image is untouched.
     client.power_off().expect("power off");
     assert!(
