@@ -29,6 +29,21 @@ fn base_args(templates: &str) -> Vec<&str> {
     ]
 }
 
+/// `pack` with only the x86_64 input directory, into `out/`.
+fn pack_x86_64_only(f: &Fixture) -> Output {
+    let templates = templates().display().to_string();
+    let mut args = base_args(&templates);
+    args.extend([
+        "--out",
+        "out",
+        "--x86-64",
+        "x86_64",
+        "--source-date-epoch",
+        "1",
+    ]);
+    packer(f, &args, None)
+}
+
 #[test]
 fn packs_with_flags_and_with_source_date_epoch_from_the_environment() {
     let f = Fixture::new();
@@ -72,17 +87,7 @@ fn packs_with_flags_and_with_source_date_epoch_from_the_environment() {
 #[test]
 fn says_which_arch_is_missing_and_what_builds_it() {
     let f = Fixture::new();
-    let templates = templates().display().to_string();
-    let mut args = base_args(&templates);
-    args.extend([
-        "--out",
-        "out",
-        "--x86-64",
-        "x86_64",
-        "--source-date-epoch",
-        "1",
-    ]);
-    let out = packer(&f, &args, None);
+    let out = pack_x86_64_only(&f);
     assert!(
         out.status.success(),
         "{}",
@@ -108,17 +113,7 @@ fn refusal_exits_1_and_says_nothing_was_written() {
         "x86_64/supermachine-agent",
         &elf(EM_X86_64, ET_DYN, Some("/lib/ld-musl-x86_64.so.1"), &[]),
     );
-    let templates = templates().display().to_string();
-    let mut args = base_args(&templates);
-    args.extend([
-        "--out",
-        "out",
-        "--x86-64",
-        "x86_64",
-        "--source-date-epoch",
-        "1",
-    ]);
-    let out = packer(&f, &args, None);
+    let out = pack_x86_64_only(&f);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
