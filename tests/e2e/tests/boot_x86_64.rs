@@ -1,5 +1,6 @@
-//! The x86_64 kernel on its own: the shared fragments hold, and the kernel boots a
-//! minimal initramfs under QEMU `microvm` with virtio-mmio devices from the command line.
+//! The x86_64 kernel on its own: the shared fragments hold, and the kernel (the bzImage,
+//! and the ELF vmlinux through its PVH entry) boots a minimal initramfs under QEMU
+//! `microvm` with virtio-mmio devices from the command line.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -36,12 +37,25 @@ fn probe_initramfs(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn minimal_initramfs_reaches_init_and_sees_virtio_mmio_devices() {
+    boot_probe("x86_64/kernel/bzImage");
+}
+
+/// QEMU loads an ELF kernel only through its PVH note ("Error loading uncompressed
+/// kernel without PVH ELF Note" otherwise), so reaching /init proves the PVH entry.
+#[test]
+fn the_elf_vmlinux_boots_directly_through_pvh() {
+    boot_probe("x86_64/kernel/vmlinux");
+}
+
+/// Boots KERNEL (an asset path) with the probe initramfs, a disk and vsock, and checks
+/// what /init saw.
+fn boot_probe(kernel: &str) {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.img");
     fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     let config = VmConfig {
         arch: Arch::X86_64,
-        kernel: asset("x86_64/kernel/bzImage"),
+        kernel: asset(kernel),
         initrd: Some(probe_initramfs(dir.path())),
         cmdline: String::new(),
         disks: vec![Disk {
