@@ -5,8 +5,10 @@
 //! `out/`). A missing asset fails the test with the command that builds it: these tests
 //! never pass by skipping.
 
+pub mod agent;
 pub mod assets;
 pub mod qemu;
 
+pub use agent::{boot_agent, sh_stdout};
 pub use assets::{asset, workspace_root, Arch};
 pub use qemu::{Accel, Vm, VmConfig};

@@ -7,41 +7,20 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use supermachine_client::{Client, Command, ExitStatus};
-use supermachine_e2e::{asset, Arch, Vm, VmConfig};
-use supermachine_proto::DEFAULT_VSOCK_PORT;
+use supermachine_e2e::{asset, boot_agent, sh_stdout as stdout, Arch, Vm, VmConfig};
 
 /// Boot plus agent start under TCG takes a few seconds; leave room for a loaded host.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn boot() -> (Vm, Client) {
-    let vm = Vm::start(&VmConfig::agent_guest(Arch::X86_64));
-    let client = match Client::wait_ready(vm.vsock_uds(), DEFAULT_VSOCK_PORT, READY_TIMEOUT) {
-        Ok(client) => client,
-        Err(e) => panic!(
-            "the agent did not answer over vsock: {e}\n--- console ---\n{}\n--- qemu ---\n{}",
-            vm.console(),
-            vm.qemu_log()
-        ),
-    };
-    client.set_timeout(Some(Duration::from_secs(120)));
-    (vm, client)
+    let config = VmConfig::agent_guest(Arch::X86_64);
+    boot_agent(&config, READY_TIMEOUT, Duration::from_secs(120))
 }
 
 fn sh(client: &Client, script: &str) -> supermachine_client::ExecOutput {
     client
         .exec(Command::new("/bin/sh").args(["-c", script]))
         .unwrap_or_else(|e| panic!("exec of {script:?} failed: {e}"))
-}
-
-fn stdout(client: &Client, script: &str) -> String {
-    let out = sh(client, script);
-    assert_eq!(
-        out.status,
-        ExitStatus::Code(0),
-        "{script:?}: stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command as HostCommand;
 use std::time::Duration;
 
-use supermachine_client::{Client, Command, ExitStatus};
+use supermachine_client::Client;
 use supermachine_e2e::qemu::Disk;
-use supermachine_e2e::{Arch, Vm, VmConfig};
+use supermachine_e2e::{boot_agent, sh_stdout as stdout, Arch, Vm, VmConfig};
 use supermachine_packer::sha256_hex;
-use supermachine_proto::DEFAULT_VSOCK_PORT;
 
 /// Boot to a ready agent under TCG (4 vCPUs on aarch64), with room for a loaded host.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -50,31 +49,7 @@ fn upper_image(dir: &Path, format: bool) -> PathBuf {
 }
 
 fn boot(config: &VmConfig) -> (Vm, Client) {
-    let vm = Vm::start(config);
-    match Client::wait_ready(vm.vsock_uds(), DEFAULT_VSOCK_PORT, BOOT_TIMEOUT) {
-        Ok(client) => {
-            client.set_timeout(Some(Duration::from_secs(120)));
-            (vm, client)
-        }
-        Err(e) => panic!(
-            "the agent did not answer over vsock: {e}\n--- console ---\n{}\n--- qemu ---\n{}",
-            vm.console(),
-            vm.qemu_log()
-        ),
-    }
-}
-
-fn stdout(client: &Client, script: &str) -> String {
-    let out = client
-        .exec(Command::new("/bin/sh").args(["-c", script]))
-        .unwrap_or_else(|e| panic!("exec of {script:?} failed: {e}"));
-    assert_eq!(
-        out.status,
-        ExitStatus::Code(0),
-        "{script:?}: stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    boot_agent(config, BOOT_TIMEOUT, Duration::from_secs(120))
 }
 
 fn power_off(mut vm: Vm, client: Client) {
