@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use supermachine_client::{Client, Command, ExitStatus};
+use supermachine_client::{Client, Command, ExecOutput, ExitStatus};
 use supermachine_proto::DEFAULT_VSOCK_PORT;
 
 use crate::qemu::{Vm, VmConfig};
@@ -25,11 +25,16 @@ pub fn boot_agent(config: &VmConfig, ready: Duration, request: Duration) -> (Vm,
     }
 }
 
+/// Runs `script` with the guest's `/bin/sh`; fails the test if it cannot be started.
+pub fn sh(client: &Client, script: &str) -> ExecOutput {
+    client
+        .exec(Command::new("/bin/sh").args(["-c", script]))
+        .unwrap_or_else(|e| panic!("exec of {script:?} failed: {e}"))
+}
+
 /// Runs `script` with the guest's `/bin/sh`, asserts it exits 0 and returns its stdout.
 pub fn sh_stdout(client: &Client, script: &str) -> String {
-    let out = client
-        .exec(Command::new("/bin/sh").args(["-c", script]))
-        .unwrap_or_else(|e| panic!("exec of {script:?} failed: {e}"));
+    let out = sh(client, script);
     assert_eq!(
         out.status,
         ExitStatus::Code(0),

@@ -9,6 +9,6 @@ pub mod agent;
 pub mod assets;
 pub mod qemu;
 
-pub use agent::{boot_agent, sh_stdout};
+pub use agent::{boot_agent, sh, sh_stdout};
 pub use assets::{asset, workspace_root, Arch};
 pub use qemu::{Accel, Vm, VmConfig};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use supermachine_client::{Client, Command, ExitStatus};
-use supermachine_e2e::{asset, boot_agent, sh_stdout as stdout, Arch, Vm, VmConfig};
+use supermachine_e2e::{asset, boot_agent, sh, sh_stdout as stdout, Arch, Vm, VmConfig};
 
 /// Boot plus agent start under TCG takes a few seconds; leave room for a loaded host.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -15,12 +15,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 fn boot() -> (Vm, Client) {
     let config = VmConfig::agent_guest(Arch::X86_64);
     boot_agent(&config, READY_TIMEOUT, Duration::from_secs(120))
-}
-
-fn sh(client: &Client, script: &str) -> supermachine_client::ExecOutput {
-    client
-        .exec(Command::new("/bin/sh").args(["-c", script]))
-        .unwrap_or_else(|e| panic!("exec of {script:?} failed: {e}"))
 }
 
 fn sha256(bytes: &[u8]) -> String {
