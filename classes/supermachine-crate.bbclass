@@ -19,6 +19,9 @@ inherit deploy nopackages
 DEPENDS += "supermachine-tools-native"
 
 SUPERMACHINE_CRATE_DEPLOY_SUBDIR ?= "${PN}"
+# Version of the crates; empty means the packer's default, the supermachine-kernel release
+# the assets stand in for (what scripts/build's --crate-version sets on the host).
+SUPERMACHINE_CRATE_VERSION ?= ""
 # Licence texts of what the crates bundle, from oe-core's common licences.
 SUPERMACHINE_CRATE_LICENSES ?= "GPL-2.0-only MIT"
 SUPERMACHINE_CRATE_SOURCE_NOTE ?= "The corresponding source of every bundled binary \
@@ -109,6 +112,7 @@ do_compile() {
 	supermachine-packer pack --templates ${SUPERMACHINE_CRATE_TEMPLATES} --out ${B}/crates \
 		--x86-64 ${B}/blobs/x86_64 --aarch64 ${B}/blobs/aarch64 \
 		--license-dir ${B}/licenses --source-date-epoch ${SOURCE_DATE_EPOCH} \
+		${@'--version ' + d.getVar('SUPERMACHINE_CRATE_VERSION') if d.getVar('SUPERMACHINE_CRATE_VERSION') else ''} \
 		--source-note "${SUPERMACHINE_CRATE_SOURCE_NOTE}"
 
 	(cd ${B}/blobs && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)

@@ -29,7 +29,8 @@ pub struct Blob {
     pub name: &'static str,
     /// Path of the input below the arch's input directory.
     pub input: &'static str,
-    /// The env variable that overrides the bundled copy at consumer build time.
+    /// The env variable that overrides the bundled copy at consumer build time: the name
+    /// the published supermachine-kernel 0.7.70 crates read, so existing setups keep working.
     pub env: &'static str,
     /// Unix mode the `extract_*_to` function gives the file.
     pub mode: u32,
@@ -77,7 +78,7 @@ pub const X86_64: Arch = Arch {
         Blob {
             name: "kernel",
             input: "kernel/bzImage",
-            env: "SUPERMACHINE_KERNEL_PATH",
+            env: "SUPERMACHINE_X86_KERNEL_PATH",
             mode: 0o644,
             kind: BlobKind::BzImage,
             license: GPL,
@@ -86,7 +87,7 @@ pub const X86_64: Arch = Arch {
         Blob {
             name: "busybox",
             input: "busybox",
-            env: "SUPERMACHINE_BUSYBOX_PATH",
+            env: "SUPERMACHINE_X86_BUSYBOX_PATH",
             mode: 0o755,
             kind: BlobKind::StaticExe,
             license: GPL,
@@ -95,7 +96,7 @@ pub const X86_64: Arch = Arch {
         Blob {
             name: "supermachine-agent",
             input: "supermachine-agent",
-            env: "SUPERMACHINE_AGENT_PATH",
+            env: "SUPERMACHINE_X86_AGENT_PATH",
             mode: 0o755,
             kind: BlobKind::StaticExe,
             license: MIT,
@@ -144,7 +145,7 @@ pub const AARCH64: Arch = Arch {
         Blob {
             name: "smpark.ko",
             input: "smpark.ko",
-            env: "SUPERMACHINE_SMPARK_KO_PATH",
+            env: "SUPERMACHINE_SMPARK_PATH",
             mode: 0o644,
             kind: BlobKind::KernelModule,
             license: GPL,

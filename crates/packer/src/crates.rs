@@ -53,6 +53,10 @@ impl Common<'_> {
     fn vars(&self) -> Vars {
         Vars::from([
             ("VERSION", self.version.to_owned()),
+            (
+                "VERSION_REQ",
+                crate::version_requirement(self.version).to_owned(),
+            ),
             ("RUST_VERSION", env!("CARGO_PKG_RUST_VERSION").to_owned()),
             ("REPOSITORY", env!("CARGO_PKG_REPOSITORY").to_owned()),
             ("SOURCE_NOTE", self.source_note.to_owned()),

@@ -29,6 +29,13 @@ use output::OutFile;
 /// crates.io refuses a `.crate` larger than this; so does the packer.
 pub const MAX_CRATE_SIZE: u64 = 10 * 1024 * 1024;
 
+/// The default crate version: the release of the published supermachine-kernel crates
+/// whose contract these assets implement, so that a `supermachine` pinning
+/// `supermachine-kernel = "=0.7.70"` takes ours through `[patch.crates-io]` unchanged.
+/// The one place this number is written; `scripts/build` and the Yocto class pass
+/// `--version` only when their setting overrides it.
+pub const DEFAULT_CRATE_VERSION: &str = "0.7.70";
+
 /// What to pack.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -197,26 +204,37 @@ pub fn pack(opts: &Options) -> Result<Report> {
     })
 }
 
-/// Crate versions are semver `X.Y.Z` with an optional `-pre` part.
+/// Crate versions are semver `X.Y.Z` with optional `-pre` and `+build` parts. Cargo
+/// ignores `+build` when matching, so `0.7.70+meta-supermachine` still satisfies `=0.7.70`.
 fn check_version(v: &str) -> Result<()> {
-    let (core, pre) = match v.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
+    let (rest, build) = match v.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
         None => (v, None),
     };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
     let numeric = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let ident = |p: &str| {
+        p.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+    };
     let core_ok = core.split('.').count() == 3 && core.split('.').all(numeric);
-    let pre_ok = pre.map_or(true, |p| {
-        !p.is_empty()
-            && p.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
-    });
-    if core_ok && pre_ok {
+    if core_ok && pre.map_or(true, ident) && build.map_or(true, ident) {
         Ok(())
     } else {
         Err(Error::Usage(format!(
-            "--version {v}: not a semver version like 0.8.0"
+            "--version {v}: not a semver version like {DEFAULT_CRATE_VERSION} or \
+             {DEFAULT_CRATE_VERSION}+rebuilt"
         )))
     }
+}
+
+/// `version` without its `+build` part: what a dependency requirement may name.
+pub fn version_requirement(version: &str) -> &str {
+    version.split_once('+').map_or(version, |(v, _)| v)
 }
 
 /// SHA-256 of `data`, lowercase hex.

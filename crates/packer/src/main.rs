@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use supermachine_packer::{pack, Options};
+use supermachine_packer::{pack, Options, DEFAULT_CRATE_VERSION};
 
 const USAGE: &str = "\
 usage: supermachine-packer pack --templates DIR --out DIR [--x86-64 DIR] [--aarch64 DIR]
@@ -26,21 +26,26 @@ manifest.json, LICENSES/ and NOTICE.
   --agent-license FILE     the agent's MIT text (default: COPYING.MIT of the repository)
   --source-date-epoch N    time stamp of every entry (default: $SOURCE_DATE_EPOCH)
   --source-note TEXT       where the GPL binaries' source is, for NOTICE (\"built from TEXT\")
-  --version X.Y.Z          crate version (default: the packer's own version)
+  --version X.Y.Z[+META]   crate version (default: {DEFAULT}, the supermachine-kernel
+                           release whose contract the assets implement)
 
 An arch whose directory is not given or does not exist is skipped with a message; the
 supermachine-kernel facade is written only when both arches are.";
+
+fn usage() -> String {
+    USAGE.replace("{DEFAULT}", DEFAULT_CRATE_VERSION)
+}
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let opts = match parse(&args) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
-            println!("{USAGE}");
+            println!("{}", usage());
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
-            eprintln!("supermachine-packer: {msg}\n\n{USAGE}");
+            eprintln!("supermachine-packer: {msg}\n\n{}", usage());
             return ExitCode::from(2);
         }
     };
@@ -141,7 +146,7 @@ fn parse(args: &[OsString]) -> Result<Option<Options>, String> {
         source_note: source_note.map(|v| text(v, "--source-note")).transpose()?,
         version: match version {
             Some(v) => text(v, "--version")?,
-            None => env!("CARGO_PKG_VERSION").to_owned(),
+            None => DEFAULT_CRATE_VERSION.to_owned(),
         },
     }))
 }

@@ -69,7 +69,7 @@ fn packs_with_flags_and_with_source_date_epoch_from_the_environment() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
     assert!(
-        stdout.contains("a/supermachine-kernel-0.8.0.crate"),
+        stdout.contains("a/supermachine-kernel-0.7.70.crate"),
         "{stdout}"
     );
 

@@ -11,9 +11,9 @@ use serde_json::Value;
 use supermachine_packer::pack;
 
 const CRATES: [&str; 3] = [
-    "supermachine-kernel-x86-64-0.8.0.crate",
-    "supermachine-kernel-aarch64-0.8.0.crate",
-    "supermachine-kernel-0.8.0.crate",
+    "supermachine-kernel-x86-64-0.7.70.crate",
+    "supermachine-kernel-aarch64-0.7.70.crate",
+    "supermachine-kernel-0.7.70.crate",
 ];
 
 fn manifest(dir: &std::path::Path) -> Value {
@@ -60,9 +60,9 @@ fn packs_both_arches_and_the_facade() {
         "NOTICE",
         "SHA256SUMS",
         "manifest.json",
-        "supermachine-kernel-0.8.0",
-        "supermachine-kernel-aarch64-0.8.0",
-        "supermachine-kernel-x86-64-0.8.0",
+        "supermachine-kernel-0.7.70",
+        "supermachine-kernel-aarch64-0.7.70",
+        "supermachine-kernel-x86-64-0.7.70",
     ];
     want.extend(CRATES);
     want.sort();
@@ -73,17 +73,17 @@ fn packs_both_arches_and_the_facade() {
     assert_eq!(
         paths,
         [
-            "supermachine-kernel-x86-64-0.8.0/Cargo.toml",
-            "supermachine-kernel-x86-64-0.8.0/LICENSES/GPL-2.0-only.txt",
-            "supermachine-kernel-x86-64-0.8.0/LICENSES/MIT.txt",
-            "supermachine-kernel-x86-64-0.8.0/NOTICE",
-            "supermachine-kernel-x86-64-0.8.0/README.md",
-            "supermachine-kernel-x86-64-0.8.0/blobs/busybox.xz",
-            "supermachine-kernel-x86-64-0.8.0/blobs/kernel.xz",
-            "supermachine-kernel-x86-64-0.8.0/blobs/supermachine-agent.xz",
-            "supermachine-kernel-x86-64-0.8.0/build.rs",
-            "supermachine-kernel-x86-64-0.8.0/src/extract.rs",
-            "supermachine-kernel-x86-64-0.8.0/src/lib.rs",
+            "supermachine-kernel-x86-64-0.7.70/Cargo.toml",
+            "supermachine-kernel-x86-64-0.7.70/LICENSES/GPL-2.0-only.txt",
+            "supermachine-kernel-x86-64-0.7.70/LICENSES/MIT.txt",
+            "supermachine-kernel-x86-64-0.7.70/NOTICE",
+            "supermachine-kernel-x86-64-0.7.70/README.md",
+            "supermachine-kernel-x86-64-0.7.70/blobs/busybox.xz",
+            "supermachine-kernel-x86-64-0.7.70/blobs/kernel.xz",
+            "supermachine-kernel-x86-64-0.7.70/blobs/supermachine-agent.xz",
+            "supermachine-kernel-x86-64-0.7.70/build.rs",
+            "supermachine-kernel-x86-64-0.7.70/src/extract.rs",
+            "supermachine-kernel-x86-64-0.7.70/src/lib.rs",
         ]
     );
     assert!(
@@ -113,7 +113,7 @@ fn packs_both_arches_and_the_facade() {
     }
 
     // Rendered templates: no placeholder left, the blob table, the facade's cfg tables.
-    let tree = out.join("supermachine-kernel-x86-64-0.8.0");
+    let tree = out.join("supermachine-kernel-x86-64-0.7.70");
     let build_rs = fs::read_to_string(tree.join("build.rs")).unwrap();
     let bz = fs::read(f.path("x86_64/kernel/bzImage")).unwrap();
     assert!(build_rs.contains(&format!("len: {},", bz.len())));
@@ -123,18 +123,18 @@ fn packs_both_arches_and_the_facade() {
         cargo_toml.contains("license = \"GPL-2.0-only AND MIT\""),
         "{cargo_toml}"
     );
-    assert!(cargo_toml.contains("version = \"0.8.0\""));
-    let facade_toml = fs::read_to_string(out.join("supermachine-kernel-0.8.0/Cargo.toml")).unwrap();
+    assert!(cargo_toml.contains("version = \"0.7.70\""));
+    let facade_toml = fs::read_to_string(out.join("supermachine-kernel-0.7.70/Cargo.toml")).unwrap();
     assert!(facade_toml.contains(
-        "[target.'cfg(target_arch = \"x86_64\")'.dependencies]\nsupermachine-kernel-x86-64 = \"=0.8.0\""
+        "[target.'cfg(target_arch = \"x86_64\")'.dependencies]\nsupermachine-kernel-x86-64 = \"=0.7.70\""
     ));
     assert!(facade_toml.contains(
-        "[target.'cfg(target_arch = \"aarch64\")'.dependencies]\nsupermachine-kernel-aarch64 = \"=0.8.0\""
+        "[target.'cfg(target_arch = \"aarch64\")'.dependencies]\nsupermachine-kernel-aarch64 = \"=0.7.70\""
     ));
     for c in [
-        "supermachine-kernel-x86-64-0.8.0",
-        "supermachine-kernel-aarch64-0.8.0",
-        "supermachine-kernel-0.8.0",
+        "supermachine-kernel-x86-64-0.7.70",
+        "supermachine-kernel-aarch64-0.7.70",
+        "supermachine-kernel-0.7.70",
     ] {
         for file in ["Cargo.toml", "README.md", "src/lib.rs", "NOTICE"] {
             let text = fs::read_to_string(out.join(c).join(file)).unwrap();
@@ -146,7 +146,7 @@ fn packs_both_arches_and_the_facade() {
     }
 
     let m = manifest(&out);
-    assert_eq!(m["version"], "0.8.0");
+    assert_eq!(m["version"], "0.7.70");
     assert_eq!(m["source_date_epoch"], EPOCH);
     let x86 = &m["crates"][0];
     assert_eq!(x86["name"], "supermachine-kernel-x86-64");
@@ -227,7 +227,7 @@ fn a_missing_arch_is_skipped_and_the_facade_with_it() {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["supermachine-kernel-x86-64-0.8.0.crate"]);
+        assert_eq!(names, ["supermachine-kernel-x86-64-0.7.70.crate"]);
         let skipped: Vec<&str> = report.skipped.iter().map(|s| s.crate_name).collect();
         assert_eq!(
             skipped,
@@ -247,8 +247,8 @@ fn a_missing_arch_is_skipped_and_the_facade_with_it() {
             report.skipped[1].reason
         );
         let out = f.path("out");
-        assert!(!out.join("supermachine-kernel-0.8.0.crate").exists());
-        assert!(!out.join("supermachine-kernel-aarch64-0.8.0").exists());
+        assert!(!out.join("supermachine-kernel-0.7.70.crate").exists());
+        assert!(!out.join("supermachine-kernel-aarch64-0.7.70").exists());
         let m = manifest(&out);
         assert_eq!(m["crates"].as_array().unwrap().len(), 1);
         assert_eq!(m["skipped"][0]["arch"], "aarch64");
@@ -258,14 +258,14 @@ fn a_missing_arch_is_skipped_and_the_facade_with_it() {
     opts.x86_64 = None;
     let report = pack(&opts).unwrap();
     assert_eq!(report.crates.len(), 1);
-    assert!(report.crates[0].ends_with("supermachine-kernel-aarch64-0.8.0.crate"));
+    assert!(report.crates[0].ends_with("supermachine-kernel-aarch64-0.7.70.crate"));
 }
 
 #[test]
 fn a_later_run_removes_crates_it_no_longer_writes() {
     let f = Fixture::new();
     pack(&f.options("out")).unwrap();
-    assert!(f.path("out/supermachine-kernel-0.8.0.crate").exists());
+    assert!(f.path("out/supermachine-kernel-0.7.70.crate").exists());
     let mut opts = f.options("out");
     opts.aarch64 = None;
     pack(&opts).unwrap();
@@ -273,7 +273,7 @@ fn a_later_run_removes_crates_it_no_longer_writes() {
     assert!(
         names
             .iter()
-            .all(|n| !n.starts_with("supermachine-kernel-0.8.0")),
+            .all(|n| !n.starts_with("supermachine-kernel-0.7.70")),
         "{names:?}"
     );
     assert!(
@@ -299,6 +299,29 @@ fn version_override_names_the_crates() {
         facade.contains("supermachine-kernel-aarch64 = \"=1.2.3-rc.1\""),
         "{facade}"
     );
+}
+
+#[test]
+fn build_metadata_stays_out_of_the_facade_requirement() {
+    let f = Fixture::new();
+    let mut opts = f.options("out");
+    opts.version = "0.7.70+meta-supermachine".into();
+    pack(&opts).unwrap();
+    let root = f.path("out/supermachine-kernel-0.7.70+meta-supermachine");
+    let facade = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        facade.contains("version = \"0.7.70+meta-supermachine\""),
+        "{facade}"
+    );
+    assert!(
+        facade.contains("supermachine-kernel-x86-64 = \"=0.7.70\""),
+        "{facade}"
+    );
+    for bad in ["0.7", "0.7.70+", "0.7.70+a..b", "0.7.70+m@x", "v0.7.70"] {
+        opts.version = bad.into();
+        let err = pack(&opts).unwrap_err().to_string();
+        assert!(err.contains("not a semver version"), "{bad}: {err}");
+    }
 }
 
 #[test]

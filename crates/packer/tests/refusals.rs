@@ -315,7 +315,7 @@ fn crate_over_10_mib() {
     );
     let err = refused_once(
         f.options("out"),
-        "supermachine-kernel-x86-64-0.8.0.crate",
+        "supermachine-kernel-x86-64-0.7.70.crate",
         "over the crates.io limit of 10485760 bytes",
     );
     let size: u64 = err

@@ -223,7 +223,7 @@ impl Fixture {
             agent_license: Some(self.path("COPYING.MIT")),
             source_date_epoch: EPOCH,
             source_note: Some("the sources of the test".into()),
-            version: "0.8.0".into(),
+            version: supermachine_packer::DEFAULT_CRATE_VERSION.into(),
         }
     }
 }
