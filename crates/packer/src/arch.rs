@@ -40,6 +40,8 @@ pub struct Blob {
     pub license: &'static str,
     /// What it is, for NOTICE and the manifest.
     pub what: &'static str,
+    /// The workspace package (in `Cargo.lock`) that builds it, for the SBOM's crate graph.
+    pub cargo_package: Option<&'static str>,
 }
 
 /// One per-arch crate.
@@ -83,6 +85,7 @@ pub const X86_64: Arch = Arch {
             kind: BlobKind::BzImage,
             license: GPL,
             what: "Linux kernel (bzImage)",
+            cargo_package: None,
         },
         Blob {
             name: "busybox",
@@ -92,6 +95,7 @@ pub const X86_64: Arch = Arch {
             kind: BlobKind::StaticExe,
             license: GPL,
             what: "BusyBox (static)",
+            cargo_package: None,
         },
         Blob {
             name: "supermachine-agent",
@@ -101,6 +105,7 @@ pub const X86_64: Arch = Arch {
             kind: BlobKind::StaticExe,
             license: MIT,
             what: "supermachine-agent (static musl)",
+            cargo_package: Some("supermachine-agent"),
         },
     ],
     built_by: "`scripts/build --arch x86_64` (host build) or the supermachine-x86-64 \
@@ -123,6 +128,7 @@ pub const AARCH64: Arch = Arch {
             kind: BlobKind::Arm64Image,
             license: GPL,
             what: "Linux kernel (arm64 Image)",
+            cargo_package: None,
         },
         Blob {
             name: "init-oci",
@@ -132,6 +138,7 @@ pub const AARCH64: Arch = Arch {
             kind: BlobKind::StaticExe,
             license: MIT,
             what: "init-oci PID-1 shim (static musl)",
+            cargo_package: Some("init-oci"),
         },
         Blob {
             name: "supermachine-agent",
@@ -141,6 +148,7 @@ pub const AARCH64: Arch = Arch {
             kind: BlobKind::StaticExe,
             license: MIT,
             what: "supermachine-agent (static musl)",
+            cargo_package: Some("supermachine-agent"),
         },
         Blob {
             name: "smpark.ko",
@@ -150,6 +158,7 @@ pub const AARCH64: Arch = Arch {
             kind: BlobKind::KernelModule,
             license: GPL,
             what: "smpark kernel module",
+            cargo_package: None,
         },
     ],
     built_by: "`scripts/build --arch aarch64` (host build) or the supermachine-aarch64 \

@@ -7,6 +7,8 @@ use crate::arch::FACADE;
 use crate::archive::{self, Entry};
 use crate::error::{Error, Result};
 use crate::inputs::{ArchInputs, Licenses};
+use crate::lock::Lock;
+use crate::sbom;
 use crate::template::{self, Vars};
 
 /// Where the licence texts go, in each crate and in the output directory.
@@ -33,6 +35,8 @@ pub struct Crate {
     pub license: String,
     /// The `BUILD_ID` its build script computes when nothing is overridden.
     pub build_id: Option<String>,
+    /// SHA-256 of its `sbom.spdx.json`.
+    pub sbom_sha256: String,
 }
 
 /// What every crate shares.
@@ -47,9 +51,19 @@ pub struct Common<'a> {
     pub licenses: &'a Licenses,
     /// The "built from ..." phrase of NOTICE.
     pub source_note: &'a str,
+    /// The `Cargo.lock` the Rust blobs were built with.
+    pub lock: &'a Lock,
 }
 
 impl Common<'_> {
+    fn sbom_context(&self) -> sbom::Context<'_> {
+        sbom::Context {
+            version: self.version,
+            source_date_epoch: self.mtime,
+            source_note: self.source_note,
+        }
+    }
+
     fn vars(&self) -> Vars {
         Vars::from([
             ("VERSION", self.version.to_owned()),
@@ -110,6 +124,14 @@ pub fn per_arch(common: &Common, inputs: &ArchInputs) -> Result<Crate> {
     files.push((GPL_FILE.to_owned(), common.licenses.gpl2.clone()));
     files.push((MIT_FILE.to_owned(), common.licenses.mit.clone()));
     files.push(("NOTICE".to_owned(), notice(common, &vars)?));
+    let sbom = sbom::per_arch(
+        &common.sbom_context(),
+        inputs,
+        &arch.license_expression(),
+        common.lock,
+    )
+    .map_err(|problem| Error::Usage(format!("the SBOM of {}: {problem}", arch.crate_name)))?;
+    files.push((sbom::FILE.to_owned(), sbom));
     let mut krate = finish(common, arch.crate_name, files, arch.license_expression())?;
     krate.inputs = Some(inputs.clone());
     krate.xz_sizes = xz_sizes;
@@ -143,6 +165,14 @@ pub fn facade(common: &Common, x86_64: &ArchInputs, aarch64: &ArchInputs) -> Res
     let mut files = template::render_dir(&common.templates.join(FACADE), &vars)?;
     files.push((MIT_FILE.to_owned(), common.licenses.mit.clone()));
     files.push(("NOTICE".to_owned(), notice(common, &vars)?));
+    let per_arch: Vec<(&str, &str, String)> = [x86_64, aarch64]
+        .iter()
+        .map(|a| (a.arch.crate_name, a.arch.name, a.arch.license_expression()))
+        .collect();
+    files.push((
+        sbom::FILE.to_owned(),
+        sbom::facade(&common.sbom_context(), FACADE, "MIT", &per_arch),
+    ));
     finish(common, FACADE, files, "MIT".to_owned())
 }
 
@@ -206,7 +236,13 @@ fn finish(
             limit: crate::MAX_CRATE_SIZE,
         });
     }
+    let sbom_sha256 = entries
+        .iter()
+        .find(|e| e.path == sbom::FILE)
+        .map(|e| crate::sha256_hex(&e.data))
+        .unwrap_or_default();
     Ok(Crate {
+        sbom_sha256,
         name,
         root,
         entries,

@@ -32,7 +32,21 @@ pub struct ArchInputs {
     pub kernel_release: String,
     /// SHA-256 of `kernel/config`.
     pub config_sha256: String,
+    /// Where the kernel source came from: the `# source:` line of `kernel/MANIFEST`, when
+    /// the input has one (the host build writes it; the Yocto deploy has none).
+    pub kernel_source: Option<String>,
+    /// Patches applied to that source by the build: the `# patches:` line of
+    /// `kernel/MANIFEST`; empty when it has none.
+    pub kernel_patches: Vec<String>,
+    /// SHA-256 of `busybox.config`, the configuration busybox was built with, when the
+    /// input carries it.
+    pub busybox_config_sha256: Option<String>,
 }
+
+/// The optional kernel build record in the host-build layout.
+pub const KERNEL_MANIFEST: &str = "kernel/MANIFEST";
+/// The optional busybox configuration next to the busybox binary.
+pub const BUSYBOX_CONFIG: &str = "busybox.config";
 
 /// Why an arch is left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +110,34 @@ pub fn load_arch(
     }
     let release = release.expect("the first blob of every arch is its kernel");
     validate::consistent(arch, dir, &config_version, &release, vermagic.as_deref())?;
+    let manifest = match fs::read_to_string(dir.join(KERNEL_MANIFEST)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&dir.join(KERNEL_MANIFEST), e)),
+    };
+    let fact = |key: &str| {
+        manifest
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
+            .map(|v| v.trim().to_owned())
+    };
+    let kernel_patches = fact("patches")
+        .filter(|p| p != "none")
+        .map(|p| p.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let busybox_config_sha256 = match fs::read(dir.join(BUSYBOX_CONFIG)) {
+        Ok(data) => Some(crate::sha256_hex(&data)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&dir.join(BUSYBOX_CONFIG), e)),
+    };
     Ok(Ok(ArchInputs {
         arch: *arch,
         blobs,
         kernel_release: release,
         config_sha256: crate::sha256_hex(&config),
+        kernel_source: fact("source"),
+        kernel_patches,
+        busybox_config_sha256,
     }))
 }
 
@@ -180,4 +217,10 @@ pub fn licenses(dir: &Path, mit: &Path) -> Result<Licenses> {
 /// `templates` (`<repo>/files/crates`).
 pub fn default_agent_license(templates: &Path) -> PathBuf {
     templates.join("../../COPYING.MIT")
+}
+
+/// The default `--cargo-lock`: `Cargo.lock` at the top of the repository that holds
+/// `templates`.
+pub fn default_cargo_lock(templates: &Path) -> PathBuf {
+    templates.join("../../Cargo.lock")
 }

@@ -4,8 +4,8 @@
 //!
 //! [`pack`] validates every input first ([`validate`]), then renders the templates of
 //! `files/crates` ([`template`]), compresses the blobs and writes deterministic `.crate`
-//! archives ([`archive`]), the unpacked trees, `SHA256SUMS`, `manifest.json`
-//! ([`manifest`]), `LICENSES/` and `NOTICE`. An arch whose input directory is absent is
+//! archives ([`archive`]) with an SPDX SBOM each ([`sbom`]), the unpacked trees,
+//! `SHA256SUMS`, `manifest.json` ([`manifest`]), `LICENSES/` and `NOTICE`. An arch whose input directory is absent is
 //! skipped with a message; the facade is written only when both arches are.
 
 pub mod arch;
@@ -13,8 +13,10 @@ pub mod archive;
 pub mod crates;
 pub mod error;
 pub mod inputs;
+pub mod lock;
 pub mod manifest;
 pub mod output;
+pub mod sbom;
 pub mod template;
 pub mod validate;
 
@@ -51,6 +53,9 @@ pub struct Options {
     pub license_dir: PathBuf,
     /// The agent's (MIT) licence text; default: `COPYING.MIT` of the repository.
     pub agent_license: Option<PathBuf>,
+    /// The `Cargo.lock` the agent and `init-oci` were built with, for the SBOM; default:
+    /// `Cargo.lock` of the repository.
+    pub cargo_lock: Option<PathBuf>,
     /// Time stamp of every archive entry and written file.
     pub source_date_epoch: u64,
     /// Where the corresponding source is, for NOTICE ("built from <note>").
@@ -77,6 +82,11 @@ pub fn pack(opts: &Options) -> Result<Report> {
         .clone()
         .unwrap_or_else(|| inputs::default_agent_license(&opts.templates));
     let licenses = inputs::licenses(&opts.license_dir, &agent_license)?;
+    let cargo_lock = opts
+        .cargo_lock
+        .clone()
+        .unwrap_or_else(|| inputs::default_cargo_lock(&opts.templates));
+    let lock = lock::Lock::read(&cargo_lock)?;
 
     let mut loaded = Vec::new();
     let mut skipped = Vec::new();
@@ -131,6 +141,7 @@ pub fn pack(opts: &Options) -> Result<Report> {
         mtime: opts.source_date_epoch,
         licenses: &licenses,
         source_note,
+        lock: &lock,
     };
     let mut built = Vec::new();
     for inputs in &loaded {

@@ -9,7 +9,7 @@ use supermachine_packer::{pack, Options, DEFAULT_CRATE_VERSION};
 
 const USAGE: &str = "\
 usage: supermachine-packer pack --templates DIR --out DIR [--x86-64 DIR] [--aarch64 DIR]
-                                --license-dir DIR [--agent-license FILE]
+                                --license-dir DIR [--agent-license FILE] [--cargo-lock FILE]
                                 [--source-date-epoch N] [--source-note TEXT] [--version X.Y.Z]
 
 Validates the guest blobs and writes the supermachine-kernel crates to --out:
@@ -24,6 +24,8 @@ manifest.json, LICENSES/ and NOTICE.
                            supermachine-agent smpark.ko
   --license-dir DIR        holds the GPL-2.0 text as GPL-2.0 or GPL-2.0-only
   --agent-license FILE     the agent's MIT text (default: COPYING.MIT of the repository)
+  --cargo-lock FILE        the Cargo.lock the agent and init-oci were built with, for the
+                           SBOM (default: Cargo.lock of the repository)
   --source-date-epoch N    time stamp of every entry (default: $SOURCE_DATE_EPOCH)
   --source-note TEXT       where the GPL binaries' source is, for NOTICE (\"built from TEXT\")
   --version X.Y.Z[+META]   crate version (default: {DEFAULT}, the supermachine-kernel
@@ -88,6 +90,7 @@ fn parse(args: &[OsString]) -> Result<Option<Options>, String> {
     let mut aarch64 = None;
     let mut license_dir = None;
     let mut agent_license = None;
+    let mut cargo_lock = None;
     let mut sde = None;
     let mut source_note = None;
     let mut version = None;
@@ -109,6 +112,7 @@ fn parse(args: &[OsString]) -> Result<Option<Options>, String> {
             "--aarch64" => &mut aarch64,
             "--license-dir" => &mut license_dir,
             "--agent-license" => &mut agent_license,
+            "--cargo-lock" => &mut cargo_lock,
             "--source-date-epoch" => &mut sde,
             "--source-note" => &mut source_note,
             "--version" => &mut version,
@@ -142,6 +146,7 @@ fn parse(args: &[OsString]) -> Result<Option<Options>, String> {
         aarch64: aarch64.map(PathBuf::from),
         license_dir: required(license_dir, "--license-dir")?.into(),
         agent_license: agent_license.map(PathBuf::from),
+        cargo_lock: cargo_lock.map(PathBuf::from),
         source_date_epoch,
         source_note: source_note.map(|v| text(v, "--source-note")).transpose()?,
         version: match version {

@@ -43,6 +43,7 @@ fn crate_entry(c: &Crate) -> Value {
         "size": c.archive.len(),
         "sha256": crate::sha256_hex(&c.archive),
         "license": c.license,
+        "sbom": { "file": crate::sbom::FILE, "sha256": c.sbom_sha256 },
     });
     if let Some(inputs) = &c.inputs {
         let blobs: Vec<Value> = inputs

@@ -82,6 +82,7 @@ fn packs_both_arches_and_the_facade() {
             "supermachine-kernel-x86-64-0.7.70/blobs/kernel.xz",
             "supermachine-kernel-x86-64-0.7.70/blobs/supermachine-agent.xz",
             "supermachine-kernel-x86-64-0.7.70/build.rs",
+            "supermachine-kernel-x86-64-0.7.70/sbom.spdx.json",
             "supermachine-kernel-x86-64-0.7.70/src/extract.rs",
             "supermachine-kernel-x86-64-0.7.70/src/lib.rs",
         ]

@@ -342,3 +342,37 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn cargo_lock_missing() {
+    let f = Fixture::new();
+    let mut opts = f.options("out");
+    opts.cargo_lock = Some(f.path("no/Cargo.lock"));
+    refused(&f, opts, "no/Cargo.lock", "pass --cargo-lock FILE");
+}
+
+#[test]
+fn cargo_lock_that_is_not_one() {
+    let f = Fixture::new();
+    f.write("Cargo.lock", b"[workspace]\nmembers = []\n");
+    let mut opts = f.options("out");
+    opts.cargo_lock = Some(f.path("Cargo.lock"));
+    refused(&f, opts, "Cargo.lock", "no [[package]] entries");
+}
+
+#[test]
+fn cargo_lock_without_the_agent() {
+    let f = Fixture::new();
+    f.write(
+        "Cargo.lock",
+        b"version = 4\n\n[[package]]\nname = \"init-oci\"\nversion = \"0.8.0\"\n",
+    );
+    let mut opts = f.options("out");
+    opts.cargo_lock = Some(f.path("Cargo.lock"));
+    refused(
+        &f,
+        opts,
+        "supermachine-kernel-x86-64",
+        "Cargo.lock has no workspace package supermachine-agent",
+    );
+}

@@ -87,6 +87,7 @@ fn packed() -> &'static Packed {
             aarch64: Some(inputs[1].clone()),
             license_dir,
             agent_license: None,
+            cargo_lock: None,
             source_date_epoch: 1_700_000_000,
             source_note: Some("the test's inputs".into()),
             version: VERSION.into(),

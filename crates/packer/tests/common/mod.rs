@@ -221,6 +221,7 @@ impl Fixture {
             aarch64: Some(self.path("aarch64")),
             license_dir: self.path("licenses"),
             agent_license: Some(self.path("COPYING.MIT")),
+            cargo_lock: Some(templates().join("../../Cargo.lock")),
             source_date_epoch: EPOCH,
             source_note: Some("the sources of the test".into()),
             version: supermachine_packer::DEFAULT_CRATE_VERSION.into(),
