@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use supermachine_packer::arch::{Arch, AARCH64, ALL, FACADE, X86_64};
 use supermachine_packer::sha256_hex;
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+const VERSION: &str = supermachine_packer::DEFAULT_CRATE_VERSION;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -370,7 +370,7 @@ fn corrupt_bundled_blob_fails_the_consumer_build() {
             "{what}: expected {expect:?} in:\n{stderr}"
         );
         assert!(
-            stderr.contains("SUPERMACHINE_KERNEL_PATH"),
+            stderr.contains(arch.blobs[0].env),
             "{what}: no hint in:\n{stderr}"
         );
     }
@@ -751,4 +751,218 @@ fn file_names_under(dir: &Path) -> Vec<String> {
         }
     }
     names
+}
+
+// ---- the published API ----
+
+/// The published release whose public API ours must have, item for item.
+const PUBLISHED: &str = "0.7.70";
+
+/// Every `pub const NAME: TYPE` and `pub fn NAME(ARGS) -> RET` of a published `lib.rs`, as
+/// (name, Rust type of the item), with the `#[deprecated]` ones marked.
+fn public_items(lib_rs: &str) -> Vec<(String, String, bool)> {
+    let mut items = Vec::new();
+    let mut deprecated = false;
+    for line in lib_rs.lines().map(str::trim) {
+        if line.starts_with("#[deprecated") {
+            deprecated = true;
+        } else if let Some(rest) = line.strip_prefix("pub const ") {
+            let (name, rest) = rest.split_once(':').unwrap();
+            let ty = rest.split_once('=').unwrap().0.trim();
+            items.push((name.trim().to_owned(), ty.to_owned(), deprecated));
+            deprecated = false;
+        } else if let Some(rest) = line.strip_prefix("pub fn ") {
+            let (name, rest) = rest.split_once('(').unwrap();
+            let (args, rest) = rest.split_once(')').unwrap();
+            let ret = rest.trim().trim_end_matches('{').trim();
+            let arg_types: Vec<&str> = args
+                .split(',')
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| a.split_once(':').unwrap().1.trim())
+                .collect();
+            items.push((
+                name.to_owned(),
+                format!("fn({}) {ret}", arg_types.join(", ")),
+                deprecated,
+            ));
+            deprecated = false;
+        } else if line.starts_with("pub ") && !line.starts_with("pub use") {
+            panic!("a public item this test does not know how to check: {line}");
+        } else if !line.starts_with("#[") && !line.starts_with("///") && !line.is_empty() {
+            deprecated = false;
+        }
+    }
+    items
+}
+
+/// A consumer naming every item with its published type: consts are bound to constants
+/// of that type, functions coerced to function pointers of that signature.
+fn api_consumer(per_arch: &[(&str, Vec<(String, String, bool)>)]) -> String {
+    let mut src = String::from("#![allow(dead_code)]\n");
+    for (krate, items) in per_arch {
+        let module = krate.replace('-', "_");
+        src.push_str(&format!("mod {module} {{\n    use {module} as k;\n"));
+        for (name, ty, deprecated) in items {
+            let lower = name.to_lowercase();
+            if ty.starts_with("fn(") {
+                // Deprecated items are used without an allow: the warning is checked.
+                let _ = deprecated;
+                src.push_str(&format!(
+                    "    pub fn use_{lower}() -> {ty} {{\n        k::{name}\n    }}\n"
+                ));
+            } else {
+                src.push_str(&format!("    pub const {name}: {ty} = k::{name};\n"));
+            }
+        }
+        src.push_str("}\n");
+    }
+    // The facade re-exports the target's crate: its common items at least.
+    src.push_str(
+        "pub fn facade() -> (&'static [u8], usize, &'static [u8], usize) {\n    \
+         (supermachine_kernel::KERNEL_BYTES, supermachine_kernel::KERNEL_LEN, \
+         supermachine_kernel::SUPERMACHINE_AGENT_BYTES, supermachine_kernel::SUPERMACHINE_AGENT_LEN)\n}\n\
+         pub fn facade_fns() -> [fn(&std::path::Path) -> std::io::Result<()>; 4] {\n    [\
+         supermachine_kernel::extract_kernel_to, supermachine_kernel::extract_kernel_to_with_parents, \
+         supermachine_kernel::extract_supermachine_agent_to, \
+         supermachine_kernel::extract_supermachine_agent_to_with_parents]\n}\n\
+         fn main() {}\n",
+    );
+    src
+}
+
+fn api_manifest() -> String {
+    let deps: String = [FACADE, X86_64.crate_name, AARCH64.crate_name]
+        .iter()
+        .map(|n| format!("{n} = \"={PUBLISHED}\"\n"))
+        .collect();
+    format!(
+        "[package]\nname = \"api-consumer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\n{deps}\n[workspace]\n"
+    )
+}
+
+fn cargo_in(dir: &Path, home: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if let Some(home) = home {
+        cmd.env("CARGO_HOME", home);
+    }
+    for arch in ALL {
+        for blob in arch.blobs {
+            cmd.env_remove(blob.env);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+/// The published crates' `lib.rs`, through a real `cargo metadata` of a project that
+/// depends on them (from crates.io, with the user's Cargo home and its cache).
+fn published_sources(dir: &Path) -> Vec<(&'static str, String)> {
+    fs::create_dir_all(dir.join("src")).unwrap();
+    fs::write(dir.join("Cargo.toml"), api_manifest()).unwrap();
+    fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let out = cargo_in(dir, None, &["metadata", "--format-version", "1"]);
+    assert!(
+        out.status.success(),
+        "cargo metadata of the published {PUBLISHED} crates failed (they come from \
+         crates.io):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    [X86_64.crate_name, AARCH64.crate_name]
+        .into_iter()
+        .map(|name| {
+            let p = meta["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap();
+            assert_eq!(p["version"], PUBLISHED);
+            let lib = Path::new(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .join("src/lib.rs");
+            (name, fs::read_to_string(lib).unwrap())
+        })
+        .collect()
+}
+
+/// `cargo check` of the consumer for both arches; returns the warnings of each.
+fn check_both_arches(dir: &Path, home: Option<&Path>, what: &str) -> Vec<String> {
+    ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]
+        .iter()
+        .map(|target| {
+            let mut args = vec!["check", "--target", target];
+            if home.is_some() {
+                args.push("--offline");
+            }
+            let out = cargo_in(dir, home, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                out.status.success(),
+                "the consumer of every published item does not compile against {what} for \
+                 {target}:\n{stderr}"
+            );
+            stderr
+        })
+        .collect()
+}
+
+#[test]
+fn consumer_of_every_published_item_compiles_against_ours_on_both_arches() {
+    assert_eq!(VERSION, PUBLISHED, "the default version must be the published one");
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The item list and types, from the published sources themselves.
+    let published = tmp.path().join("published");
+    let sources = published_sources(&published);
+    let items: Vec<(&str, Vec<(String, String, bool)>)> = sources
+        .iter()
+        .map(|(name, src)| (*name, public_items(src)))
+        .collect();
+    let count: usize = items.iter().map(|(_, i)| i.len()).sum();
+    assert_eq!(count, 30, "the published crates have 30 public items: {items:?}");
+    let deprecated: Vec<&str> = items
+        .iter()
+        .flat_map(|(_, i)| i.iter().filter(|x| x.2).map(|x| x.0.as_str()))
+        .collect();
+    assert_eq!(deprecated, ["extract_to", "extract_to_with_parents"]);
+    let consumer = api_consumer(&items);
+    fs::write(published.join("src/main.rs"), &consumer).unwrap();
+
+    // The same consumer compiles against the published crates (so it is a fair test)...
+    let warnings_published = check_both_arches(&published, None, "the published crates");
+
+    // ...and, unchanged, against ours, offline from the local registry.
+    let packed = packed();
+    let ours = Consumer::new(&packed.registry);
+    let root = ours.tmp.path().join("consumer");
+    fs::write(root.join("Cargo.toml"), api_manifest()).unwrap();
+    fs::write(root.join("src/main.rs"), &consumer).unwrap();
+    let warnings_ours = check_both_arches(
+        &root,
+        Some(&ours.tmp.path().join("cargo-home")),
+        "our crates",
+    );
+
+    // The deprecated aliases are still deprecated, with the published notes.
+    for (what, warnings) in [("published", &warnings_published), ("ours", &warnings_ours)] {
+        for w in warnings {
+            for (name, note) in [
+                ("extract_to", "use extract_kernel_to"),
+                ("extract_to_with_parents", "use extract_kernel_to_with_parents"),
+            ] {
+                let want = format!(
+                    "use of deprecated function `supermachine_kernel_aarch64::{name}`: {note}"
+                );
+                assert!(w.contains(&want), "{what}: no {want:?} in:\n{w}");
+            }
+        }
+    }
 }
