@@ -9,7 +9,9 @@
 #   SUPERMACHINE_CRATE_TASKS_<ARCH>  recipe:task pairs of that multiconfig producing them
 #   SUPERMACHINE_CRATE_SOURCES_<ARCH>  that multiconfig's archiver output (DEPLOY_DIR_SRC)
 #   SUPERMACHINE_CRATE_SOURCE_PNS_<ARCH>  its recipes whose source goes into the bundle
-# and SUPERMACHINE_CRATE_TEMPLATES, the directory of the crate templates.
+# and SUPERMACHINE_CRATE_TEMPLATES, the directory of the crate templates, and
+# SUPERMACHINE_CRATE_CARGO_LOCK, the Cargo.lock the Rust blobs were built with (the crate
+# graph in each crate's SBOM).
 # The result is deployed to DEPLOY_DIR_IMAGE/${SUPERMACHINE_CRATE_DEPLOY_SUBDIR}:
 # crates/ (the .crate files, unpacked trees, SHA256SUMS, manifest.json, LICENSES, NOTICE),
 # blobs/ (the collected inputs and their SHA256SUMS) and sources/ (the source bundle).
@@ -110,6 +112,7 @@ do_compile() {
 	done
 
 	supermachine-packer pack --templates ${SUPERMACHINE_CRATE_TEMPLATES} --out ${B}/crates \
+		--cargo-lock ${SUPERMACHINE_CRATE_CARGO_LOCK} \
 		--x86-64 ${B}/blobs/x86_64 --aarch64 ${B}/blobs/aarch64 \
 		--license-dir ${B}/licenses --source-date-epoch ${SOURCE_DATE_EPOCH} \
 		${@'--version ' + d.getVar('SUPERMACHINE_CRATE_VERSION') if d.getVar('SUPERMACHINE_CRATE_VERSION') else ''} \

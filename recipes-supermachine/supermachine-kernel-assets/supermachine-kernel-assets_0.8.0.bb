@@ -13,6 +13,7 @@ FILESEXTRAPATHS:prepend := "${THISDIR}/../..:"
 
 SRC_URI = "\
     file://COPYING.MIT \
+    file://Cargo.lock \
     file://files/crates \
 "
 
@@ -23,6 +24,9 @@ S = "${UNPACKDIR}"
 inherit supermachine-crate
 
 SUPERMACHINE_CRATE_TEMPLATES = "${S}/files/crates"
+# The lock file the agent and init-oci recipes build with (crates.inc is generated from
+# it): the crate graph of the SBOMs.
+SUPERMACHINE_CRATE_CARGO_LOCK = "${S}/Cargo.lock"
 
 SUPERMACHINE_CRATE_MULTICONFIG_X86_64 = "supermachine-x86-64"
 SUPERMACHINE_CRATE_BLOBS_X86_64 = "${SUPERMACHINE_X86_64_TMPDIR}/deploy/images/${SUPERMACHINE_X86_64_MACHINE}/${SUPERMACHINE_BLOBS_SUBDIR}"
