@@ -86,7 +86,11 @@ impl Lock {
                     Some(v) => v.to_owned(),
                     None => match by_name.get(dep_name).map(Vec::as_slice) {
                         Some([only]) => (*only).to_owned(),
-                        _ => return Err(format!("{name} {version}: dependency {dep:?} is ambiguous or unknown")),
+                        _ => {
+                            return Err(format!(
+                                "{name} {version}: dependency {dep:?} is ambiguous or unknown"
+                            ))
+                        }
                     },
                 };
                 resolved.push((dep_name.to_owned(), dep_version));
@@ -120,7 +124,10 @@ impl Lock {
                 continue;
             }
             let package = self.packages.get(&key).ok_or_else(|| {
-                format!("Cargo.lock names {} {} as a dependency but has no entry for it", key.0, key.1)
+                format!(
+                    "Cargo.lock names {} {} as a dependency but has no entry for it",
+                    key.0, key.1
+                )
             })?;
             todo.extend(package.deps.iter().cloned());
         }

@@ -46,7 +46,7 @@ pub fn per_arch(
     for blob in &inputs.blobs {
         let id = spdx_id("Blob", blob.spec.name);
         relationships.push(rel(&crate_id, "CONTAINS", &id));
-        let (package, extra) = blob_package(cx, inputs, blob, &id, lock)?;
+        let (package, extra) = blob_package(inputs, blob, &id, lock)?;
         packages.push(package);
         for (kind, related, more) in extra {
             relationships.push(rel(&id, kind, &related));
@@ -83,7 +83,12 @@ pub fn per_arch(
 }
 
 /// The SBOM of the facade: no blobs, a dependency on each per-arch crate.
-pub fn facade(cx: &Context, name: &str, license: &str, per_arch: &[(&str, &str, String)]) -> Vec<u8> {
+pub fn facade(
+    cx: &Context,
+    name: &str,
+    license: &str,
+    per_arch: &[(&str, &str, String)],
+) -> Vec<u8> {
     let crate_id = spdx_id("Package", name);
     let mut packages = vec![crate_package(cx, name, license, &crate_id)];
     let mut relationships = vec![rel("SPDXRef-DOCUMENT", "DESCRIBES", &crate_id)];
@@ -110,7 +115,6 @@ pub fn facade(cx: &Context, name: &str, license: &str, per_arch: &[(&str, &str, 
 type Extra = Vec<(&'static str, String, Option<Value>)>;
 
 fn blob_package(
-    cx: &Context,
     inputs: &ArchInputs,
     blob: &LoadedBlob,
     id: &str,
@@ -133,7 +137,8 @@ fn blob_package(
                 &inputs.config_sha256,
                 &config_id,
             );
-            config["comment"] = json!("The kernel configuration (.config) it was built with; not bundled.");
+            config["comment"] =
+                json!("The kernel configuration (.config) it was built with; not bundled.");
             extra.push(("GENERATED_FROM", config_id, Some(config)));
             let patches = if inputs.kernel_patches.is_empty() {
                 "none".to_owned()
@@ -200,7 +205,10 @@ fn blob_package(
                     .unwrap_or_else(|| NOASSERTION.to_owned());
                 let config = match &inputs.busybox_config_sha256 {
                     Some(sha) => {
-                        let config_id = spdx_id("File", &format!("{}-{}-config", inputs.arch.name, spec.name));
+                        let config_id = spdx_id(
+                            "File",
+                            &format!("{}-{}-config", inputs.arch.name, spec.name),
+                        );
                         let mut config = file_package(
                             &format!("{}-config", spec.name),
                             &version,
@@ -220,8 +228,13 @@ fn blob_package(
                     spec.name.to_owned(),
                     version,
                     "APPLICATION",
-                    format!("{} {}", spec.what, blob.version.as_deref().unwrap_or("")).trim().to_owned(),
-                    format!("{} for {}; {config}. {bundled}", spec.what, inputs.arch.name),
+                    format!("{} {}", spec.what, blob.version.as_deref().unwrap_or(""))
+                        .trim()
+                        .to_owned(),
+                    format!(
+                        "{} for {}; {config}. {bundled}",
+                        spec.what, inputs.arch.name
+                    ),
                 )
             }
         },
@@ -241,7 +254,6 @@ fn blob_package(
         "sourceInfo": source,
         "comment": comment,
     });
-    let _ = cx;
     Ok((package, extra))
 }
 
@@ -281,14 +293,24 @@ fn cargo_package(p: &Package, id: &str) -> Value {
             NOASSERTION.to_owned(),
             // Workspace members carry the workspace's licence, the packer's own.
             env!("CARGO_PKG_LICENSE").to_owned(),
-            format!("a package of meta-supermachine ({})", env!("CARGO_PKG_REPOSITORY")),
+            format!(
+                "a package of meta-supermachine ({})",
+                env!("CARGO_PKG_REPOSITORY")
+            ),
         ),
         Some(CRATES_IO) => (
-            format!("https://crates.io/api/v1/crates/{}/{}/download", p.name, p.version),
+            format!(
+                "https://crates.io/api/v1/crates/{}/{}/download",
+                p.name, p.version
+            ),
             NOASSERTION.to_owned(),
             "crates.io".to_owned(),
         ),
-        Some(other) => (NOASSERTION.to_owned(), NOASSERTION.to_owned(), other.to_owned()),
+        Some(other) => (
+            NOASSERTION.to_owned(),
+            NOASSERTION.to_owned(),
+            other.to_owned(),
+        ),
     };
     let mut package = json!({
         "SPDXID": id,
@@ -330,7 +352,13 @@ fn cargo_id(p: &Package) -> String {
 fn spdx_id(kind: &str, name: &str) -> String {
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("SPDXRef-{kind}-{clean}")
 }

@@ -125,7 +125,8 @@ fn packs_both_arches_and_the_facade() {
         "{cargo_toml}"
     );
     assert!(cargo_toml.contains("version = \"0.7.70\""));
-    let facade_toml = fs::read_to_string(out.join("supermachine-kernel-0.7.70/Cargo.toml")).unwrap();
+    let facade_toml =
+        fs::read_to_string(out.join("supermachine-kernel-0.7.70/Cargo.toml")).unwrap();
     assert!(facade_toml.contains(
         "[target.'cfg(target_arch = \"x86_64\")'.dependencies]\nsupermachine-kernel-x86-64 = \"=0.7.70\""
     ));

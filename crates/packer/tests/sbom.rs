@@ -71,7 +71,11 @@ fn every_sbom_passes_the_spdx_validator() {
     let (_, mut doc) = sbom(&f.path("out"), "supermachine-kernel-x86-64");
     doc["packages"][1]["checksums"][0]["checksumValue"] = "not-hex".into();
     fs::write(&bad, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = Command::new("pyspdxtools").arg("-i").arg(&bad).output().unwrap();
+    let out = Command::new("pyspdxtools")
+        .arg("-i")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "pyspdxtools accepted a bad checksum");
 }
 
@@ -91,7 +95,10 @@ fn sbom_names_every_blob_with_its_facts() {
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         assert_eq!(doc["creationInfo"]["created"], "2026-11-14T12:56:01Z");
         let crate_id = format!("SPDXRef-Package-{name}");
-        assert_eq!(related(&doc, "SPDXRef-DOCUMENT", "DESCRIBES"), [crate_id.clone()]);
+        assert_eq!(
+            related(&doc, "SPDXRef-DOCUMENT", "DESCRIBES"),
+            [crate_id.clone()]
+        );
         let Some(blobs) = entry["blobs"].as_array() else {
             assert_eq!(related(&doc, &crate_id, "DEPENDS_ON").len(), 2);
             continue;
@@ -125,7 +132,10 @@ fn sbom_names_every_blob_with_its_facts() {
         assert_eq!(agent.len(), 1);
         assert!(agent[0].starts_with("SPDXRef-Cargo-supermachine-agent-"));
         let deps = related(&doc, &agent[0], "DEPENDS_ON");
-        assert!(!deps.is_empty(), "the agent has no dependencies in the SBOM");
+        assert!(
+            !deps.is_empty(),
+            "the agent has no dependencies in the SBOM"
+        );
         for dep in deps {
             let p = package(&doc, &dep);
             assert!(p["externalRefs"][0]["referenceLocator"]
@@ -135,7 +145,10 @@ fn sbom_names_every_blob_with_its_facts() {
         }
     }
     let (_, x86) = sbom(&f.path("out"), "supermachine-kernel-x86-64");
-    assert_eq!(package(&x86, "SPDXRef-Blob-busybox")["versionInfo"], "1.35.0");
+    assert_eq!(
+        package(&x86, "SPDXRef-Blob-busybox")["versionInfo"],
+        "1.35.0"
+    );
     let (_, arm) = sbom(&f.path("out"), "supermachine-kernel-aarch64");
     package(&arm, "SPDXRef-Blob-smpark.ko");
     let init = related(&arm, "SPDXRef-Blob-init-oci", "GENERATED_FROM");
@@ -156,8 +169,14 @@ fn manifest_facts_reach_the_sbom() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(kernel.contains("linux-source-6.12.tar.xz sha256 0123"), "{kernel}");
-    assert!(kernel.contains("patches applied by the build: a.patch, b.patch"), "{kernel}");
+    assert!(
+        kernel.contains("linux-source-6.12.tar.xz sha256 0123"),
+        "{kernel}"
+    );
+    assert!(
+        kernel.contains("patches applied by the build: a.patch, b.patch"),
+        "{kernel}"
+    );
     let config = related(&doc, "SPDXRef-Blob-busybox", "GENERATED_FROM");
     assert_eq!(
         package(&doc, &config[0])["checksums"][0]["checksumValue"],

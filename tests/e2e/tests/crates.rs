@@ -802,11 +802,10 @@ fn api_consumer(per_arch: &[(&str, Vec<(String, String, bool)>)]) -> String {
     for (krate, items) in per_arch {
         let module = krate.replace('-', "_");
         src.push_str(&format!("mod {module} {{\n    use {module} as k;\n"));
-        for (name, ty, deprecated) in items {
+        // Deprecated items are used without an allow: the test checks the warning.
+        for (name, ty, _deprecated) in items {
             let lower = name.to_lowercase();
             if ty.starts_with("fn(") {
-                // Deprecated items are used without an allow: the warning is checked.
-                let _ = deprecated;
                 src.push_str(&format!(
                     "    pub fn use_{lower}() -> {ty} {{\n        k::{name}\n    }}\n"
                 ));
@@ -916,7 +915,10 @@ fn check_both_arches(dir: &Path, home: Option<&Path>, what: &str) -> Vec<String>
 
 #[test]
 fn consumer_of_every_published_item_compiles_against_ours_on_both_arches() {
-    assert_eq!(VERSION, PUBLISHED, "the default version must be the published one");
+    assert_eq!(
+        VERSION, PUBLISHED,
+        "the default version must be the published one"
+    );
     let tmp = tempfile::tempdir().unwrap();
 
     // The item list and types, from the published sources themselves.
@@ -927,7 +929,10 @@ fn consumer_of_every_published_item_compiles_against_ours_on_both_arches() {
         .map(|(name, src)| (*name, public_items(src)))
         .collect();
     let count: usize = items.iter().map(|(_, i)| i.len()).sum();
-    assert_eq!(count, 30, "the published crates have 30 public items: {items:?}");
+    assert_eq!(
+        count, 30,
+        "the published crates have 30 public items: {items:?}"
+    );
     let deprecated: Vec<&str> = items
         .iter()
         .flat_map(|(_, i)| i.iter().filter(|x| x.2).map(|x| x.0.as_str()))
@@ -956,7 +961,10 @@ fn consumer_of_every_published_item_compiles_against_ours_on_both_arches() {
         for w in warnings {
             for (name, note) in [
                 ("extract_to", "use extract_kernel_to"),
-                ("extract_to_with_parents", "use extract_kernel_to_with_parents"),
+                (
+                    "extract_to_with_parents",
+                    "use extract_kernel_to_with_parents",
+                ),
             ] {
                 let want = format!(
                     "use of deprecated function `supermachine_kernel_aarch64::{name}`: {note}"
