@@ -145,6 +145,13 @@ fn main() {
         k::extract_smpark_ko_to(&dir.join("smpark.ko")).unwrap();
         k::extract_smpark_ko_to_with_parents(&dir.join("nested/smpark.ko")).unwrap();
     }
+    // A symlink at the destination is followed, as std::fs::write (the published
+    // crates) does: the link stays and its target gets the bytes.
+    std::fs::create_dir_all(dir.join("linked")).unwrap();
+    std::os::unix::fs::symlink("../link-target", dir.join("linked/kernel")).unwrap();
+    k::extract_kernel_to(&dir.join("linked/kernel")).unwrap();
+    assert!(std::fs::symlink_metadata(dir.join("linked/kernel")).unwrap().file_type().is_symlink());
+    assert!(std::fs::read(dir.join("link-target")).unwrap() == k::KERNEL_BYTES);
     println!("BUILD_ID={}", k::BUILD_ID);
 }
 "#;
@@ -311,6 +318,34 @@ fn consumer_builds_offline_and_extracts_every_blob() {
         overridden_id, build_id,
         "BUILD_ID must change with an overridden blob"
     );
+
+    // As with the published crates, a relative path is taken from the crate's directory
+    // (where Cargo runs build scripts), and a set but empty variable is an error.
+    let crate_dir = fs::read_dir(consumer.tmp.path().join("cargo-home/registry/src"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .join(format!("{}-{VERSION}", arch.crate_name))
+        })
+        .find(|p| p.is_dir())
+        .unwrap();
+    let relative = PathBuf::from("Cargo.toml");
+    let (dir, _) = consumer.run("relative", &[(busybox_like.env, &relative)]);
+    assert_eq!(
+        fs::read(dir.join(busybox_like.name)).unwrap(),
+        fs::read(crate_dir.join("Cargo.toml")).unwrap()
+    );
+    for (value, expect) in [
+        (PathBuf::new(), "is set but empty"),
+        (PathBuf::from("/no/such/file"), "is not a file"),
+    ] {
+        let out = consumer.cargo("build", &[], &[(busybox_like.env, &value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{value:?} was accepted");
+        assert!(stderr.contains(expect), "{value:?}: {stderr}");
+        assert!(stderr.contains(busybox_like.env), "{value:?}: {stderr}");
+    }
 }
 
 #[test]
