@@ -793,9 +793,11 @@ fn file_names_under(dir: &Path) -> Vec<String> {
 /// The published release whose public API ours must have, item for item.
 const PUBLISHED: &str = "0.7.70";
 
-/// Every `pub const NAME: TYPE` and `pub fn NAME(ARGS) -> RET` of a published `lib.rs`, as
-/// (name, Rust type of the item), with the `#[deprecated]` ones marked.
-fn public_items(lib_rs: &str) -> Vec<(String, String, bool)> {
+/// A public item: its name, its Rust type, and whether it is `#[deprecated]`.
+type Item = (String, String, bool);
+
+/// Every `pub const NAME: TYPE` and `pub fn NAME(ARGS) -> RET` of a published `lib.rs`.
+fn public_items(lib_rs: &str) -> Vec<Item> {
     let mut items = Vec::new();
     let mut deprecated = false;
     for line in lib_rs.lines().map(str::trim) {
@@ -832,7 +834,7 @@ fn public_items(lib_rs: &str) -> Vec<(String, String, bool)> {
 
 /// A consumer naming every item with its published type: consts are bound to constants
 /// of that type, functions coerced to function pointers of that signature.
-fn api_consumer(per_arch: &[(&str, Vec<(String, String, bool)>)]) -> String {
+fn api_consumer(per_arch: &[(&str, Vec<Item>)]) -> String {
     let mut src = String::from("#![allow(dead_code)]\n");
     for (krate, items) in per_arch {
         let module = krate.replace('-', "_");
@@ -959,7 +961,7 @@ fn consumer_of_every_published_item_compiles_against_ours_on_both_arches() {
     // The item list and types, from the published sources themselves.
     let published = tmp.path().join("published");
     let sources = published_sources(&published);
-    let items: Vec<(&str, Vec<(String, String, bool)>)> = sources
+    let items: Vec<(&str, Vec<Item>)> = sources
         .iter()
         .map(|(name, src)| (*name, public_items(src)))
         .collect();
