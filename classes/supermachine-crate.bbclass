@@ -111,11 +111,13 @@ do_compile() {
 		install -m 0644 ${COMMON_LICENSE_DIR}/$id ${B}/licenses/$id
 	done
 
+	version=
+	[ -z "${SUPERMACHINE_CRATE_VERSION}" ] || version="--version ${SUPERMACHINE_CRATE_VERSION}"
 	supermachine-packer pack --templates ${SUPERMACHINE_CRATE_TEMPLATES} --out ${B}/crates \
 		--cargo-lock ${SUPERMACHINE_CRATE_CARGO_LOCK} \
 		--x86-64 ${B}/blobs/x86_64 --aarch64 ${B}/blobs/aarch64 \
 		--license-dir ${B}/licenses --source-date-epoch ${SOURCE_DATE_EPOCH} \
-		${@'--version ' + d.getVar('SUPERMACHINE_CRATE_VERSION') if d.getVar('SUPERMACHINE_CRATE_VERSION') else ''} \
+		$version \
 		--source-note "${SUPERMACHINE_CRATE_SOURCE_NOTE}"
 
 	(cd ${B}/blobs && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
