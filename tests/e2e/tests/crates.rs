@@ -1011,3 +1011,72 @@ fn consumer_of_every_published_item_compiles_against_ours_on_both_arches() {
         }
     }
 }
+
+/// Crates versioned `0.7.70+meta-supermachine` still satisfy an `=0.7.70` pin (Cargo
+/// ignores build metadata when matching), so `[patch.crates-io]` takes them for a
+/// dependent that pins the published release, as `supermachine` does.
+#[test]
+fn build_metadata_version_satisfies_the_published_pin_through_patch() {
+    let packed = packed();
+    let tmp = tempfile::tempdir().unwrap();
+    let version = format!("{PUBLISHED}+meta-supermachine");
+    let out = tmp.path().join("crates");
+    let inputs: Vec<PathBuf> = ALL.iter().map(arch_inputs).collect();
+    supermachine_packer::pack(&supermachine_packer::Options {
+        templates: workspace().join("files/crates"),
+        out: out.clone(),
+        x86_64: Some(inputs[0].clone()),
+        aarch64: Some(inputs[1].clone()),
+        license_dir: inputs[0].join("kernel"),
+        agent_license: None,
+        cargo_lock: None,
+        source_date_epoch: 1_700_000_000,
+        source_note: Some("the test's inputs".into()),
+        version: version.clone(),
+    })
+    .unwrap();
+
+    let consumer = Consumer::new(&packed.registry);
+    let root = consumer.tmp.path().join("consumer");
+    let patch: String = [FACADE, X86_64.crate_name, AARCH64.crate_name]
+        .iter()
+        .map(|n| {
+            format!(
+                "{n} = {{ path = {:?} }}\n",
+                out.join(format!("{n}-{version}"))
+            )
+        })
+        .collect();
+    fs::write(
+        root.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"consumer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nsupermachine-kernel = \"={PUBLISHED}\"\n\n\
+             [patch.crates-io]\n{patch}\n[workspace]\n"
+        ),
+    )
+    .unwrap();
+    let meta = consumer.cargo("metadata", &["--format-version", "1"], &[]);
+    let stderr = String::from_utf8_lossy(&meta.stderr);
+    assert!(meta.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("was not used"),
+        "the patch was not used:\n{stderr}"
+    );
+    let meta: Value = serde_json::from_slice(&meta.stdout).unwrap();
+    let facade = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == FACADE)
+        .unwrap();
+    assert_eq!(facade["version"], json!(version));
+    assert_eq!(facade["source"], Value::Null, "{facade}");
+    let (_, build_id) = consumer.run("meta", &[]);
+    assert_eq!(
+        build_id,
+        manifest_crate(&packed.manifest, host_arch().crate_name)["build_id"]
+            .as_str()
+            .unwrap()
+    );
+}
