@@ -1,0 +1,221 @@
+//! Running an agent binary on the host, as the guest would run it, without harming the
+//! host: in new user, mount and pid namespaces (`unshare`), so the agent is PID 1 of its
+//! own pid namespace, `/run` is a private tmpfs (the ready file, the workload pid file),
+//! and its privileged actions (`sync_time`, `drop_vfs_caches`) cannot reach the host's
+//! clock or caches. The test's work directory is bind-mounted at [`WORK`].
+
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::frames::{self, Reply};
+
+/// Where the sandbox sees the test's work directory.
+pub const WORK: &str = "/run/work";
+
+/// The PATH agents start with, the same for ours and the published one.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs inside the namespaces before the agent replaces it: `$1...` is the agent's argv.
+const SETUP: &str = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/work && \
+                     mount --bind \"$SANDBOX_WORK\" /run/work && cd /run/work && exec \"$@\"";
+
+/// The command running `agent args...` in the sandbox with `work` at [`WORK`].
+pub fn command(agent: &Path, args: &[&str], work: &Path) -> Command {
+    let mut c = Command::new("unshare");
+    // --kill-child: the agent (PID 1 of the namespace, so every process in it) dies with
+    // the unshare process, however that ends.
+    c.args([
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "sh",
+        "-c",
+        SETUP,
+        "sandbox",
+    ])
+    .arg(agent)
+    .args(args)
+    .env_clear()
+    .env("PATH", PATH)
+    .env("SANDBOX_WORK", work)
+    .current_dir(work);
+    c
+}
+
+/// The agent this repository builds: `$SUPERMACHINE_CONFORMANCE_AGENT`, else the host
+/// build's static agent for this machine's arch in `out/`. Fails loudly when missing.
+pub fn our_agent() -> PathBuf {
+    let path = match std::env::var_os("SUPERMACHINE_CONFORMANCE_AGENT") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../out")
+            .join(std::env::consts::ARCH)
+            .join("supermachine-agent"),
+    };
+    assert!(
+        path.is_file(),
+        "our agent is not at {}: run scripts/build (or set SUPERMACHINE_CONFORMANCE_AGENT \
+         to a supermachine-agent binary for this host)",
+        path.display()
+    );
+    path
+}
+
+/// The agent published in `supermachine-kernel-x86-64` 0.7.70 (the one supermachine
+/// 0.7.108 ships), written from the crate's bytes into `dir`.
+#[cfg(target_arch = "x86_64")]
+pub fn published_agent(dir: &Path) -> PathBuf {
+    let path = dir.join("supermachine-agent-0.7.70");
+    std::fs::write(&path, supermachine_kernel_x86_64::SUPERMACHINE_AGENT_BYTES)
+        .expect("write the published agent");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("make the published agent executable");
+    path
+}
+
+/// An agent listening on a Unix socket (our agent's `SUPERMACHINE_AGENT_UNIX_SOCKET`
+/// mode), killed on drop.
+pub struct UnixAgent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl UnixAgent {
+    /// Starts `agent` in the sandbox with its socket in `work`, and waits until it
+    /// answers a `probe`.
+    pub fn start(agent: &Path, work: &Path) -> UnixAgent {
+        let socket = work.join("agent.sock");
+        let mut cmd = command(agent, &[], work);
+        cmd.env(
+            "SUPERMACHINE_AGENT_UNIX_SOCKET",
+            Path::new(WORK).join("agent.sock"),
+        )
+        .stdin(Stdio::null());
+        let child = cmd.spawn().expect("unshare (util-linux) is not installed");
+        let mut agent = UnixAgent { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = serde_json::json!({"action": "probe"});
+            match supermachine::wire::send_control_with_ack(&agent.socket, &probe, None) {
+                Ok(_) => return agent,
+                Err(e) => {
+                    if let Ok(Some(status)) = agent.child.try_wait() {
+                        panic!("the agent exited ({status}) before answering on its socket");
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the agent did not answer a probe on {} within 20 s: {e}",
+                        agent.socket.display()
+                    );
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// The socket the real client dials.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for UnixAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One connection to an agent run with `--exec-stdio` in the sandbox: frames go to its
+/// stdin and come back on its stdout.
+pub struct StdioSession {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    frames: Receiver<io::Result<Option<(u8, Vec<u8>)>>>,
+}
+
+impl StdioSession {
+    pub fn start(agent: &Path, work: &Path) -> StdioSession {
+        let mut child = command(agent, &["--exec-stdio"], work)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) is not installed");
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let (tx, frames) = channel();
+        thread::spawn(move || loop {
+            let f = frames::read_frame(&mut stdout);
+            let done = !matches!(f, Ok(Some(_)));
+            if tx.send(f).is_err() || done {
+                return;
+            }
+        });
+        StdioSession {
+            child,
+            stdin,
+            frames,
+        }
+    }
+
+    /// Sends raw bytes to the agent (errors ignored: the agent may have closed).
+    pub fn send(&mut self, bytes: &[u8]) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(bytes).and_then(|()| stdin.flush());
+        }
+    }
+
+    /// Collects the agent's frames until a terminal one, its end of stream, or `wait`.
+    pub fn reply(&mut self, wait: Duration) -> Reply {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        let mut end = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.frames.recv_timeout(left) {
+                Ok(Ok(Some((kind, payload)))) => {
+                    let terminal = matches!(kind, frames::EXIT | frames::ERROR | frames::CONTROL)
+                        || !matches!(kind, frames::STDOUT | frames::STDERR);
+                    got.push((kind, payload));
+                    if terminal {
+                        break;
+                    }
+                }
+                Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Err(e)) => {
+                    end = Some(frames::End::Bad(format!("reading the agent: {e}")));
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    end = Some(frames::End::Timeout);
+                    break;
+                }
+            }
+        }
+        let mut reply = frames::fold(got);
+        if let (frames::End::Eof, Some(end)) = (&reply.end, end) {
+            reply.end = end;
+        }
+        reply
+    }
+}
+
+impl Drop for StdioSession {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

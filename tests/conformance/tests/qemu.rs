@@ -1,0 +1,51 @@
+//! Mode (b): our agent as PID 1's service in the host build's guest, booted in QEMU,
+//! reached through a Unix socket bridged to guest vsock port 1028 (what the VMM gives
+//! the client), driven by the real client. One guest per arch, all cases in it.
+
+use std::time::{Duration, Instant};
+
+use supermachine_conformance::bridge::{Bridge, AGENT_PORT};
+use supermachine_conformance::cases::{run_all, Target};
+use supermachine_e2e::{Arch, Vm, VmConfig};
+
+fn conformance_in_qemu(arch: Arch) {
+    let vm = Vm::start(&VmConfig::agent_guest(arch));
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(&dir.path().join("exec.sock"), &vm.vsock_uds(), AGENT_PORT);
+    // The same readiness check the host makes after a boot: probe until it answers.
+    let ready = Duration::from_secs(180);
+    let deadline = Instant::now() + ready;
+    let probe = serde_json::json!({"action": "probe"});
+    while let Err(e) = supermachine::wire::send_control_with_ack(
+        bridge.socket(),
+        &probe,
+        Some(Duration::from_secs(5)),
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not answer a probe on port {AGENT_PORT} within {ready:?}: {e}\n\
+             --- console ---\n{}\n--- qemu ---\n{}",
+            vm.console(),
+            vm.qemu_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let target = Target {
+        socket: bridge.socket().to_path_buf(),
+        scratch: "/run/conformance".into(),
+        privileged: true,
+        patience: Duration::from_secs(60),
+    };
+    run_all(&target, arch.name());
+    drop(vm);
+}
+
+#[test]
+fn real_client_against_our_agent_in_qemu_x86_64() {
+    conformance_in_qemu(Arch::X86_64);
+}
+
+#[test]
+fn real_client_against_our_agent_in_qemu_aarch64() {
+    conformance_in_qemu(Arch::Aarch64);
+}
