@@ -115,7 +115,16 @@ fn output_streams_and_exit(t: &Target) {
 fn argv_is_passed_verbatim(t: &Target) {
     let out = t
         .exec()
-        .argv(["sh", "-c", "printf '%s|' \"$@\"", "sh", "a b", "", "*", "$HOME"])
+        .argv([
+            "sh",
+            "-c",
+            "printf '%s|' \"$@\"",
+            "sh",
+            "a b",
+            "",
+            "*",
+            "$HOME",
+        ])
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout), "a b||*|$HOME|");
@@ -146,7 +155,12 @@ fn env_is_merged(t: &Target) {
 }
 
 fn cwd_is_used(t: &Target) {
-    let out = t.exec().argv(["pwd"]).cwd(t.scratch.clone()).output().unwrap();
+    let out = t
+        .exec()
+        .argv(["pwd"])
+        .cwd(t.scratch.clone())
+        .output()
+        .unwrap();
     assert_eq!(text(&out.stdout).trim(), t.scratch);
 }
 
@@ -361,8 +375,10 @@ fn write_file_then_read_back(t: &Target) {
     let path = t.path("written.bin");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
     // Vm::write_file's one-frame form (files up to 8 MiB).
-    t.control(json!({"action": "write_file", "path": path, "data_b64": b64_encode(&data), "mode": 0o640}))
-        .unwrap();
+    t.control(
+        json!({"action": "write_file", "path": path, "data_b64": b64_encode(&data), "mode": 0o640}),
+    )
+    .unwrap();
     assert_eq!(ls_mode(t, &path), "-rw-r-----");
     // Vm::read_file's loop, with a smaller chunk than its 8 MiB to take several rounds.
     let mut back = Vec::new();
@@ -373,7 +389,10 @@ fn write_file_then_read_back(t: &Target) {
             .unwrap();
         let total = ack["total_len"].as_u64().expect("total_len");
         let chunk = b64_decode(ack["data_b64"].as_str().expect("data_b64")).unwrap();
-        assert!(!chunk.is_empty() || back.len() as u64 >= total, "no progress");
+        assert!(
+            !chunk.is_empty() || back.len() as u64 >= total,
+            "no progress"
+        );
         back.extend(chunk);
         if back.len() as u64 >= total {
             break;
@@ -382,13 +401,17 @@ fn write_file_then_read_back(t: &Target) {
     assert!(back == data, "read back {} bytes, differing", back.len());
     // Over max_bytes, and a missing file: errors, nothing sent.
     let err = t
-        .control(json!({"action": "read_file_chunk", "path": path, "offset": 0,
-                        "len": 65_536, "max_bytes": 1000}))
+        .control(
+            json!({"action": "read_file_chunk", "path": path, "offset": 0,
+                        "len": 65_536, "max_bytes": 1000}),
+        )
         .unwrap_err();
     assert!(!err.to_string().is_empty());
-    t.control(json!({"action": "read_file_chunk", "path": t.path("missing"), "offset": 0,
-                     "len": 10, "max_bytes": 10}))
-        .unwrap_err();
+    t.control(
+        json!({"action": "read_file_chunk", "path": t.path("missing"), "offset": 0,
+                     "len": 10, "max_bytes": 10}),
+    )
+    .unwrap_err();
 }
 
 fn write_file_chunks_appear_whole(t: &Target) {
@@ -405,15 +428,21 @@ fn write_file_chunks_appear_whole(t: &Target) {
             body["mode"] = json!(0o600);
         } else {
             let seen = t.sh(&format!("test -e {path}")).status.code();
-            assert_ne!(seen, Some(0), "a partial file is visible before the last chunk");
+            assert_ne!(
+                seen,
+                Some(0),
+                "a partial file is visible before the last chunk"
+            );
         }
         t.control(body).unwrap();
         offset += chunk.len() as u64;
     }
     assert_eq!(ls_mode(t, &path), "-rw-------");
     let ack = t
-        .control(json!({"action": "read_file_chunk", "path": path, "offset": 0,
-                        "len": 1u64 << 20, "max_bytes": 1u64 << 20}))
+        .control(
+            json!({"action": "read_file_chunk", "path": path, "offset": 0,
+                        "len": 1u64 << 20, "max_bytes": 1u64 << 20}),
+        )
         .unwrap();
     assert!(b64_decode(ack["data_b64"].as_str().unwrap()).unwrap() == data);
 }
@@ -445,7 +474,10 @@ fn workload_signal(t: &Target) {
         .control(json!({"action": "signal", "signum": 15}))
         .unwrap();
     let pid = t.sh_ok(&format!("cat {PIDFILE}"));
-    assert_eq!(ack["pid"].as_u64().map(|p| p.to_string()), Some(pid.trim().to_string()));
+    assert_eq!(
+        ack["pid"].as_u64().map(|p| p.to_string()),
+        Some(pid.trim().to_string())
+    );
     assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
     if saved.status.code() == Some(0) {
         t.control(json!({"action": "write_file", "path": PIDFILE,
@@ -457,11 +489,12 @@ fn workload_signal(t: &Target) {
 fn sync_and_caches(t: &Target) {
     t.control(json!({"action": "sync"})).unwrap();
     let drop = t.control(json!({"action": "drop_vfs_caches"}));
+    // In the host sandbox /proc/sys is read-only; an ack either way is what matters
+    // there (the published agent answers ok).
     if t.privileged {
         drop.unwrap();
-    } else {
-        let e = drop.unwrap_err().to_string();
-        assert!(!e.is_empty());
+    } else if let Err(e) = drop {
+        assert!(!e.to_string().is_empty());
     }
 }
 
@@ -498,9 +531,7 @@ fn smpark_without_device(t: &Target) {
 }
 
 fn unknown_action(t: &Target) {
-    let e = t
-        .control(json!({"action": "no_such_action"}))
-        .unwrap_err();
+    let e = t.control(json!({"action": "no_such_action"})).unwrap_err();
     // api.rs matches this text to tell a stale agent from a broken one.
     assert!(e.to_string().contains("unknown CONTROL action"), "{e}");
 }
@@ -555,7 +586,10 @@ pub const CASES: &[(&str, fn(&Target))] = &[
     ("large_output", large_output),
     ("env_is_merged", env_is_merged),
     ("cwd_is_used", cwd_is_used),
-    ("spawn_failures_name_the_errno", spawn_failures_name_the_errno),
+    (
+        "spawn_failures_name_the_errno",
+        spawn_failures_name_the_errno,
+    ),
     ("tty_with_winsize", tty_with_winsize),
     ("tty_resize", tty_resize),
     ("stage_files_before_exec", stage_files_before_exec),
@@ -569,7 +603,10 @@ pub const CASES: &[(&str, fn(&Target))] = &[
     ("dropping_the_child_ends_it", dropping_the_child_ends_it),
     ("probe_answers_version_5", probe_answers_version_5),
     ("write_file_then_read_back", write_file_then_read_back),
-    ("write_file_chunks_appear_whole", write_file_chunks_appear_whole),
+    (
+        "write_file_chunks_appear_whole",
+        write_file_chunks_appear_whole,
+    ),
     ("workload_signal", workload_signal),
     ("sync_and_caches", sync_and_caches),
     ("sync_time_sets_the_clock", sync_time_sets_the_clock),
@@ -581,6 +618,17 @@ pub const CASES: &[(&str, fn(&Target))] = &[
 /// Runs every case against `t` (after creating its scratch directory), printing one
 /// line per case, and fails naming each case that failed.
 pub fn run_all(t: &Target, label: &str) {
+    let failed = run_cases(t, label);
+    assert!(
+        failed.is_empty(),
+        "{label}: {} of {} cases failed: {failed:?}",
+        failed.len(),
+        CASES.len()
+    );
+}
+
+/// Runs every case against `t`, printing one line per case; returns the failed ones.
+pub fn run_cases(t: &Target, label: &str) -> Vec<&'static str> {
     t.sh_ok(&format!("mkdir -p {}", t.scratch));
     let mut failed = Vec::new();
     for (name, case) in CASES {
@@ -600,10 +648,5 @@ pub fn run_all(t: &Target, label: &str) {
             }
         }
     }
-    assert!(
-        failed.is_empty(),
-        "{label}: {} of {} cases failed: {failed:?}",
-        failed.len(),
-        CASES.len()
-    );
+    failed
 }

@@ -5,7 +5,6 @@
 //! clock or caches. The test's work directory is bind-mounted at [`WORK`].
 
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -77,10 +76,9 @@ pub fn our_agent() -> PathBuf {
 #[cfg(target_arch = "x86_64")]
 pub fn published_agent(dir: &Path) -> PathBuf {
     let path = dir.join("supermachine-agent-0.7.70");
-    std::fs::write(&path, supermachine_kernel_x86_64::SUPERMACHINE_AGENT_BYTES)
+    // The crate's own extract API writes it executable.
+    supermachine_kernel_x86_64::extract_supermachine_agent_to(&path)
         .expect("write the published agent");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .expect("make the published agent executable");
     path
 }
 
@@ -217,5 +215,56 @@ impl Drop for StdioSession {
         self.stdin.take();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Unix socket where each connection gets its own `agent --exec-stdio` in a fresh
+/// sandbox (how supermachine's runsc backend reaches an agent): lets the Unix-socket
+/// cases run against an agent without a socket mode, such as the published one.
+pub fn stdio_socket(agent: &Path, work: &Path) -> PathBuf {
+    let socket = work.join("stdio.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind stdio.sock");
+    let agent = agent.to_path_buf();
+    let work = work.to_path_buf();
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(mut child) = command(&agent, &["--exec-stdio"], &work)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                continue;
+            };
+            let (mut to_agent, mut from_agent) =
+                (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+            let (mut rd, mut wr) = (conn.try_clone().unwrap(), conn);
+            thread::spawn(move || {
+                pump(&mut rd, &mut to_agent);
+            });
+            thread::spawn(move || {
+                pump(&mut from_agent, &mut wr);
+                let _ = wr.shutdown(std::net::Shutdown::Both);
+                let _ = child.kill();
+                let _ = child.wait();
+            });
+        }
+    });
+    socket
+}
+
+/// Copies until end of stream, each read passed on at once (`io::copy` may use splice,
+/// which holds a socket's bytes until it has a full buffer).
+fn pump(from: &mut impl io::Read, to: &mut impl Write) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
