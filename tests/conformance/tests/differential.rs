@@ -179,9 +179,67 @@ fn cases() -> Vec<(&'static str, Vec<Step>)> {
     ]
 }
 
-/// Where the replies legitimately differ: the case, why, and what each side must answer.
+/// Where the replies legitimately differ: the case, why, and what ours and the published
+/// agent must each answer there.
 type Check = fn(&Reply) -> bool;
-const DIFFERENCES: &[(&str, &str, Check, Check)] = &[];
+const DIFFERENCES: &[(&str, &str, Check, Check)] = &[
+    (
+        "missing cwd",
+        "issue 13: a failed spawn reports the real errno; the published agent says only \
+         'agent: chdir failed'",
+        |r| exit_127_saying(r, "No such file or directory (os error 2)"),
+        |r| exit_127_saying(r, "agent: chdir failed"),
+    ),
+    (
+        "missing program",
+        "issue 13: a failed execve reports the real errno; the published agent exits 127 \
+         in silence",
+        |r| exit_127_saying(r, "No such file or directory (os error 2)"),
+        |r| r.end == exit(127) && r.stderr.is_empty(),
+    ),
+    (
+        "length over 16 MiB",
+        "issue 13: an oversized frame gets an ERROR naming the limit before the close; the \
+         published agent closes without a word",
+        |r| matches!(&r.end, End::Error(m) if m.contains("16777216")),
+        |r| r.end == End::Eof,
+    ),
+    (
+        "read_file_chunk over max_bytes",
+        "wording only: both name the file's size and the cap (the host shows the text, \
+         matches nothing in it)",
+        |r| control_error_with(r, &["16 bytes", "max_bytes", "4"]),
+        |r| control_error_with(r, &["16 bytes", "max_bytes", "4"]),
+    ),
+    (
+        "read_file_chunk past the end",
+        "ours answers as read(2) at end of file (ok, no data, total_len); the published \
+         agent refuses. supermachine's read loop stops at total_len and never asks past it",
+        |r| r.end == End::Control(json!({"ok": true, "data_b64": "", "total_len": 16})),
+        |r| control_error_with(r, &["offset 100000", "16"]),
+    ),
+];
+
+fn exit(code: u32) -> End {
+    End::Exit {
+        code,
+        with_rss: true,
+    }
+}
+
+fn exit_127_saying(r: &Reply, text: &str) -> bool {
+    r.end == exit(127) && r.stderr_text().contains(text)
+}
+
+fn control_error_with(r: &Reply, words: &[&str]) -> bool {
+    match &r.end {
+        End::Control(v) if v["ok"] == json!(false) => {
+            let e = v["error"].as_str().unwrap_or_default();
+            words.iter().all(|w| e.contains(w))
+        }
+        _ => false,
+    }
+}
 
 fn run(agent: &Path, work: &Path, steps: &[Step]) -> Reply {
     let mut s = StdioSession::start(agent, work);
@@ -207,13 +265,17 @@ fn published_and_our_agent_answer_the_same_frames_alike() {
         let ours = run(&ours_bin, work.path(), &steps);
         let difference = DIFFERENCES.iter().find(|d| d.0 == name);
         let verdict = match difference {
-            None if ours == theirs => "same".to_string(),
+            _ if ours == theirs => "same".to_string(),
             Some((_, why, ok_ours, ok_theirs)) if ok_ours(&ours) && ok_theirs(&theirs) => {
                 format!("differs as documented: {why}")
             }
             _ => {
                 unexpected.push(name);
-                format!("UNEXPECTED\n    ours:   {ours:?}\n    theirs: {theirs:?}")
+                format!(
+                    "UNEXPECTED\n    ours:   {ours:?} (stderr {:?})\n    theirs: {theirs:?} (stderr {:?})",
+                    ours.stderr_text(),
+                    theirs.stderr_text()
+                )
             }
         };
         eprintln!("differential {name}: {verdict}");

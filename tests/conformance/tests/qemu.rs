@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use supermachine_conformance::assets::Arch;
 use supermachine_conformance::bridge::{Bridge, AGENT_PORT};
 use supermachine_conformance::cases::{run_all, Target};
-use supermachine_e2e::{Arch, Vm, VmConfig};
+use supermachine_conformance::qemu::{Vm, VmConfig};
 
 fn conformance_in_qemu(arch: Arch) {
     let vm = Vm::start(&VmConfig::agent_guest(arch));
