@@ -5,26 +5,22 @@
 use std::time::{Duration, Instant};
 
 use supermachine_conformance::assets::Arch;
-use supermachine_conformance::bridge::{Bridge, AGENT_PORT};
 use supermachine_conformance::cases::{run_all, Target};
 use supermachine_conformance::qemu::{Vm, VmConfig};
 
 fn conformance_in_qemu(arch: Arch) {
     let vm = Vm::start(&VmConfig::agent_guest(arch));
-    let dir = tempfile::tempdir().unwrap();
-    let bridge = Bridge::start(&dir.path().join("exec.sock"), &vm.vsock_uds(), AGENT_PORT);
+    let socket = vm.agent_uds();
     // The same readiness check the host makes after a boot: probe until it answers.
     let ready = Duration::from_secs(180);
     let deadline = Instant::now() + ready;
     let probe = serde_json::json!({"action": "probe"});
-    while let Err(e) = supermachine::wire::send_control_with_ack(
-        bridge.socket(),
-        &probe,
-        Some(Duration::from_secs(5)),
-    ) {
+    while let Err(e) =
+        supermachine::wire::send_control_with_ack(&socket, &probe, Some(Duration::from_secs(5)))
+    {
         assert!(
             Instant::now() < deadline,
-            "the agent did not answer a probe on port {AGENT_PORT} within {ready:?}: {e}\n\
+            "the agent did not answer a probe on port 1028 within {ready:?}: {e}\n\
              --- console ---\n{}\n--- qemu ---\n{}",
             vm.console(),
             vm.qemu_log()
@@ -32,7 +28,7 @@ fn conformance_in_qemu(arch: Arch) {
         std::thread::sleep(Duration::from_millis(500));
     }
     let target = Target {
-        socket: bridge.socket().to_path_buf(),
+        socket: socket.clone(),
         scratch: "/run/conformance".into(),
         privileged: true,
         patience: Duration::from_secs(60),
