@@ -184,8 +184,8 @@ impl StdioSession {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.frames.recv_timeout(left) {
                 Ok(Ok(Some((kind, payload)))) => {
-                    let terminal = matches!(kind, frames::EXIT | frames::ERROR | frames::CONTROL)
-                        || !matches!(kind, frames::STDOUT | frames::STDERR);
+                    // EXIT, ERROR, a CONTROL ack, or anything else the reply ends on.
+                    let terminal = !matches!(kind, frames::STDOUT | frames::STDERR);
                     got.push((kind, payload));
                     if terminal {
                         break;
