@@ -68,6 +68,10 @@ impl Agent {
         let setup = "mount -t tmpfs tmpfs /run && : > /run/drop_caches && \
                       mount --bind /run/drop_caches /proc/sys/vm/drop_caches";
         let mut cmd = Command::new("unshare");
+        if !is_root() {
+            // Mounting needs a user namespace when the tests do not run as root.
+            cmd.args(["--user", "--map-root-user"]);
+        }
         cmd.args(["--mount", "--propagation", "private"]);
         match pid1_var {
             // unshare execs in place: the agent keeps this pid.
@@ -144,6 +148,12 @@ impl Agent {
     pub fn rss_kib(&self) -> u64 {
         status_field(self.pid(), "VmRSS:")
     }
+}
+
+/// Whether the tests run as root (then the agent can also set the clock).
+pub fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 pub fn status_field(pid: u32, field: &str) -> u64 {
