@@ -62,6 +62,11 @@ impl Agent {
         Agent::start_inner(env, Some(pid1_var))
     }
 
+    /// Starts the agent as PID 1 of its own pid namespace, as in the guest.
+    pub fn start_as_pid1() -> Agent {
+        Agent::start_inner(&[], Some(("", "")))
+    }
+
     fn start_inner(env: &[(&str, &str)], pid1_var: Option<(&str, &str)>) -> Agent {
         let dir = TempDir::new("agent");
         let sock = dir.path("agent.sock");
@@ -79,6 +84,11 @@ impl Agent {
                 let script = format!("{setup} && exec \"$0\"");
                 cmd.args(["--", "sh", "-c", &script, AGENT]);
             }
+            Some(("", _)) => {
+                let script = format!("{setup} && exec \"$0\"");
+                cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "--"]);
+                cmd.args(["sh", "-c", &script, AGENT]);
+            }
             Some((k, v)) => {
                 let script = format!("{setup} && env -u {k} \"$0\"");
                 cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "--"]);
@@ -94,17 +104,23 @@ impl Agent {
             .stderr(Stdio::inherit());
         let child = cmd.spawn().expect("start unshare + agent");
         let agent = Agent { child, sock, dir };
-        // Ready = the ready file exists in the agent's own /run.
+        // Ready = the socket is there and the ready file exists in the agent's own /run
+        // (looked at only once the agent is in its new mount namespace, since the
+        // host's /run may hold a ready file of some other agent).
         let ready = agent.root().join("run/supermachine-agent-ready");
+        let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
         let t0 = Instant::now();
-        while !ready.exists() {
+        loop {
+            let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", agent.pid())).ok();
+            if ns.is_some_and(|n| n != own_ns) && ready.exists() && agent.sock.exists() {
+                break;
+            }
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "agent never became ready"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(agent.sock.exists());
         agent
     }
 
