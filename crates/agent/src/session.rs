@@ -32,9 +32,9 @@ pub const OUT_CAP: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// After a hang-up SIGHUP, how long the job gets before SIGKILL.
 const HANGUP_GRACE: Duration = Duration::from_secs(1);
-/// After the last command exits, how long a pty is drained if something else (a
-/// background job) still holds it open.
-const PTY_DRAIN: Duration = Duration::from_millis(500);
+/// After the last command exits, how long its output is still read while something
+/// else (a background job) keeps a pty open or keeps writing into the pipes.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// Window size when the request names none.
 const DEFAULT_SIZE: Resize = Resize { cols: 80, rows: 24 };
 
@@ -310,9 +310,7 @@ impl Session<'_> {
         // Without our copies of the child ends, the output fds end once every
         // process that inherited them is gone.
         self.stdio.child = None;
-        if self.stdio.tty {
-            self.drain_until = Some(Instant::now() + PTY_DRAIN);
-        }
+        self.drain_until = Some(Instant::now() + DRAIN_LIMIT);
     }
 
     fn hang_up(&mut self) {
@@ -446,11 +444,10 @@ impl Session<'_> {
                     self.read_output(idx == 2, kind, &mut buf);
                 }
             }
-            if self.stdio.tty && draining {
-                if let Some(until) = self.drain_until {
-                    if Instant::now() >= until {
-                        self.stdio.out = None;
-                    }
+            if let Some(until) = self.drain_until {
+                if Instant::now() >= until {
+                    self.stdio.out = None;
+                    self.stdio.err = None;
                 }
             }
             // Stdin.
