@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use supermachine_proto::{
-    b64_decode, encode_header, parse_request, Decoder, Exit, ExecRequest, FrameError, Kind,
-    Resize, MAX_PAYLOAD,
+    b64_decode, encode_header, parse_request, Decoder, ExecRequest, Exit, FrameError, Kind, Resize,
+    MAX_PAYLOAD,
 };
 
 use crate::connection::Conn;
@@ -32,9 +32,9 @@ pub const OUT_CAP: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// After a hang-up SIGHUP, how long the job gets before SIGKILL.
 const HANGUP_GRACE: Duration = Duration::from_secs(1);
-/// After the last command exits, how long a pty is drained if something else (a
-/// background job) still holds it open.
-const PTY_DRAIN: Duration = Duration::from_millis(500);
+/// After the last command exits, how long its output is still read while something
+/// else (a background job) keeps a pty open or keeps writing into the pipes.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// Window size when the request names none.
 const DEFAULT_SIZE: Resize = Resize { cols: 80, rows: 24 };
 
@@ -107,7 +107,9 @@ impl Outbox {
 
     fn frame(&mut self, kind: Kind, payload: &[u8]) {
         // Payloads here are at most READ_CHUNK or a short message.
-        let len = u32::try_from(payload.len()).unwrap_or(MAX_PAYLOAD).min(MAX_PAYLOAD);
+        let len = u32::try_from(payload.len())
+            .unwrap_or(MAX_PAYLOAD)
+            .min(MAX_PAYLOAD);
         self.buf.extend_from_slice(&encode_header(kind as u8, len));
         self.buf
             .extend_from_slice(payload.get(..len as usize).unwrap_or(payload));
@@ -308,9 +310,7 @@ impl Session<'_> {
         // Without our copies of the child ends, the output fds end once every
         // process that inherited them is gone.
         self.stdio.child = None;
-        if self.stdio.tty {
-            self.drain_until = Some(Instant::now() + PTY_DRAIN);
-        }
+        self.drain_until = Some(Instant::now() + DRAIN_LIMIT);
     }
 
     fn hang_up(&mut self) {
@@ -358,9 +358,8 @@ impl Session<'_> {
                 .unwrap_or(-1);
 
             let out_room = self.out.pending() < OUT_CAP && self.conn_open;
-            let read_conn = self.conn_open
-                && self.final_status.is_none()
-                && self.stdin_q.len() < STDIN_CAP;
+            let read_conn =
+                self.conn_open && self.final_status.is_none() && self.stdin_q.len() < STDIN_CAP;
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
             let pfd = |fd: RawFd, events: libc::c_short| libc::pollfd {
                 fd,
@@ -391,15 +390,27 @@ impl Session<'_> {
             }
             let fd_of = |f: &Option<OwnedFd>| f.as_ref().map_or(-1, |f| f.as_raw_fd());
             let draining = self.final_status.is_some();
-            let out_ev = if out_room || !self.conn_open { libc::POLLIN } else { 0 };
+            let out_ev = if out_room || !self.conn_open {
+                libc::POLLIN
+            } else {
+                0
+            };
             // Without room the output fds leave the set: a hung-up pipe would otherwise
             // wake the loop for nothing.
             let gated = |fd: RawFd| if out_ev != 0 { fd } else { -1 };
             fds.push(pfd(gated(fd_of(&self.stdio.out)), out_ev));
             fds.push(pfd(gated(fd_of(&self.stdio.err)), out_ev));
-            let stdin_ev = if self.stdin_q.is_empty() { 0 } else { libc::POLLOUT };
+            let stdin_ev = if self.stdin_q.is_empty() {
+                0
+            } else {
+                libc::POLLOUT
+            };
             fds.push(pfd(
-                if stdin_ev != 0 { fd_of(&self.stdio.stdin) } else { -1 },
+                if stdin_ev != 0 {
+                    fd_of(&self.stdio.stdin)
+                } else {
+                    -1
+                },
                 stdin_ev,
             ));
             fds.push(pfd(self.wake_r.as_raw_fd(), libc::POLLIN));
@@ -433,11 +444,10 @@ impl Session<'_> {
                     self.read_output(idx == 2, kind, &mut buf);
                 }
             }
-            if self.stdio.tty && draining {
-                if let Some(until) = self.drain_until {
-                    if Instant::now() >= until {
-                        self.stdio.out = None;
-                    }
+            if let Some(until) = self.drain_until {
+                if Instant::now() >= until {
+                    self.stdio.out = None;
+                    self.stdio.err = None;
                 }
             }
             // Stdin.
@@ -590,37 +600,10 @@ impl Session<'_> {
     }
 
     /// Ends the session: a job still running (the connection went away first) is
-    /// killed; on a socket the reply is half-closed and the host's last bytes are read
-    /// so closing does not reset the connection before it has read EXIT.
+    /// killed.
     fn finish(&mut self) {
         if let Some(pid) = self.running {
             kill_group(pid, libc::SIGKILL);
-        }
-        if self.conn_open && self.conn.socket {
-            let fd = self.conn.w.as_raw_fd();
-            // SAFETY: plain shutdown(2) on our socket.
-            unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let mut buf = [0u8; 4096];
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let mut p = [libc::pollfd {
-                    fd: self.conn.r.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                }];
-                if poll(&mut p, left.as_millis() as i32 + 1).unwrap_or(0) == 0 {
-                    break;
-                }
-                match read_fd(self.conn.r.as_raw_fd(), &mut buf) {
-                    Ok(n) if n > 0 => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    _ => break,
-                }
-            }
         }
     }
 }

@@ -57,7 +57,11 @@ impl Plan {
     /// Err is a message for an ERROR frame (the request itself is unusable). A program
     /// that is not found is not an error here: [`Plan::program_missing`] says so and
     /// the session reports it as a failed exec.
-    pub fn new(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> Result<Plan, String> {
+    pub fn new(
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: Option<&str>,
+    ) -> Result<Plan, String> {
         let Some(arg0) = argv.first() else {
             return Err("REQUEST.argv is empty".into());
         };
@@ -73,7 +77,10 @@ impl Plan {
         };
         Ok(Plan {
             program: cstring(&program, "argv")?,
-            argv: argv.iter().map(|a| cstring(a, "argv")).collect::<Result<_, _>>()?,
+            argv: argv
+                .iter()
+                .map(|a| cstring(a, "argv"))
+                .collect::<Result<_, _>>()?,
             env: env
                 .iter()
                 .map(|(k, v)| cstring(&format!("{k}={v}"), "env"))
@@ -279,12 +286,19 @@ unsafe fn child_setup(
 
     // Every signal at its default disposition and none blocked: the agent's ignored
     // SIGPIPE (and anything else) must not leak into the workload.
-    let mut dfl: libc::sigaction = std::mem::zeroed();
-    dfl.sa_sigaction = libc::SIG_DFL;
-    libc::sigemptyset(&mut dfl.sa_mask);
+    // The raw system call: libc wrappers refuse the signals they reserve (32, 33),
+    // which may arrive ignored. All-zero is SIG_DFL, no flags, empty mask in every
+    // architecture's kernel sigaction layout.
+    let dfl = [0u64; 4];
     for sig in 1..65 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::sigaction(sig, &dfl, ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                dfl.as_ptr(),
+                ptr::null_mut::<u64>(),
+                8 as libc::c_long,
+            );
         }
     }
     let mut set: libc::sigset_t = std::mem::zeroed();
