@@ -25,6 +25,7 @@ const SETUP: &str = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/work &
 
 /// The command running `agent args...` in the sandbox with `work` at [`WORK`].
 pub fn command(agent: &Path, args: &[&str], work: &Path) -> Command {
+    preflight(work);
     let mut c = Command::new("unshare");
     // --kill-child: the agent (PID 1 of the namespace, so every process in it) dies with
     // the unshare process, however that ends.
@@ -50,6 +51,27 @@ pub fn command(agent: &Path, args: &[&str], work: &Path) -> Command {
     .env("SANDBOX_WORK", work)
     .current_dir(work);
     c
+}
+
+/// Fails the test, saying how to fix it, when this host cannot make the sandbox.
+fn preflight(work: &Path) {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let out = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "--pid", "--fork"])
+            .args(["--mount-proc", "sh", "-c", "mount -t tmpfs tmpfs /run"])
+            .current_dir(work)
+            .output()
+            .expect("unshare (util-linux) is not installed");
+        assert!(
+            out.status.success(),
+            "cannot create user, mount and pid namespaces for the agent sandbox: {}\n\
+             Run as root, or allow unprivileged user namespaces \
+             (sysctl kernel.unprivileged_userns_clone=1, and on Ubuntu \
+             kernel.apparmor_restrict_unprivileged_userns=0).",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    });
 }
 
 /// The agent this repository builds: `$SUPERMACHINE_CONFORMANCE_AGENT`, else the host
