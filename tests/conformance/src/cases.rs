@@ -579,8 +579,11 @@ fn malformed_first_frames(t: &Target) {
     probe_answers_version_5(t);
 }
 
+/// A case: panics when the agent does not conform.
+pub type Case = fn(&Target);
+
 /// Every case, by name.
-pub const CASES: &[(&str, fn(&Target))] = &[
+pub const CASES: &[(&str, Case)] = &[
     ("output_streams_and_exit", output_streams_and_exit),
     ("argv_is_passed_verbatim", argv_is_passed_verbatim),
     ("large_output", large_output),

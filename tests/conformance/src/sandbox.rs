@@ -157,12 +157,15 @@ impl Drop for UnixAgent {
     }
 }
 
+/// What one read of a frame from the agent gave.
+type FrameRead = io::Result<Option<(u8, Vec<u8>)>>;
+
 /// One connection to an agent run with `--exec-stdio` in the sandbox: frames go to its
 /// stdin and come back on its stdout.
 pub struct StdioSession {
     child: Child,
     stdin: Option<ChildStdin>,
-    frames: Receiver<io::Result<Option<(u8, Vec<u8>)>>>,
+    frames: Receiver<FrameRead>,
 }
 
 impl StdioSession {
