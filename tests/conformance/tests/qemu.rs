@@ -1,11 +1,11 @@
-//! Mode (b): our agent as PID 1's service in the host build's guest, booted in QEMU,
+//! Mode (b): our agent in the host build's guest (started as supermachine's VMM starts it), booted in QEMU,
 //! reached through a Unix socket bridged to guest vsock port 1028 (what the VMM gives
 //! the client), driven by the real client. One guest per arch, all cases in it.
 
 use std::time::{Duration, Instant};
 
 use supermachine_conformance::assets::Arch;
-use supermachine_conformance::cases::{run_all, Target};
+use supermachine_conformance::cases::{run_cases, Target, CASES};
 use supermachine_conformance::qemu::{Vm, VmConfig};
 
 fn conformance_in_qemu(arch: Arch) {
@@ -33,8 +33,15 @@ fn conformance_in_qemu(arch: Arch) {
         privileged: true,
         patience: Duration::from_secs(60),
     };
-    run_all(&target, arch.name());
-    drop(vm);
+    let failed = run_cases(&target, arch.name());
+    assert!(
+        failed.is_empty(),
+        "{}: {} of {} cases failed: {failed:?}\n--- console ---\n{}",
+        arch.name(),
+        failed.len(),
+        CASES.len(),
+        vm.console()
+    );
 }
 
 #[test]
