@@ -118,3 +118,46 @@ fn bad_requests_get_the_published_error_texts() {
     assert!(rest.is_empty());
     still_serving(&mut agent);
 }
+
+#[test]
+fn as_pid1_it_serves_and_reaps_orphans() {
+    let mut agent = Agent::start_as_pid1();
+    // The exec'd shell's parent is the agent, PID 1 of the namespace.
+    assert_eq!(agent.run(&sh("echo $PPID")).out(), "1\n");
+    // Orphans re-parented to PID 1 are reaped: no zombies once they have exited.
+    let o = agent.run(&sh(
+        "for i in 1 2 3 4 5; do (sleep 0.1 &) ; done; echo started",
+    ));
+    assert_eq!(o.out(), "started\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let o = agent.run(&sh("grep -l '^State:.*Z' /proc/[0-9]*/status; true"));
+    assert_eq!(o.out(), "", "zombies left");
+    still_serving(&mut agent);
+}
+
+#[test]
+fn concurrent_sessions_do_not_mix() {
+    let agent = std::sync::Arc::new(Agent::start());
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let agent = agent.clone();
+            std::thread::spawn(move || {
+                for j in 0..5 {
+                    let mut r = req(&["sh", "-c", "cat; echo \" $0\"; exit $1"]);
+                    r.argv.push(format!("t{i}-{j}"));
+                    r.argv.push(format!("{}", (i + j) % 7));
+                    let mut c = agent.connect();
+                    c.request(&r);
+                    c.send(Kind::Stdin, format!("in{i}-{j}").as_bytes());
+                    c.send(Kind::Stdin, b"");
+                    let o = c.collect();
+                    assert_eq!(o.out(), format!("in{i}-{j} t{i}-{j}\n"));
+                    assert_eq!(o.code(), ((i + j) % 7) as u32);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

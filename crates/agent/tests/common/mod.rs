@@ -62,18 +62,44 @@ impl Agent {
         Agent::start_inner(env, Some(pid1_var))
     }
 
+    /// Starts the agent as PID 1 of its own pid namespace, as in the guest.
+    pub fn start_as_pid1() -> Agent {
+        Agent::start_inner(&[], Some(("", "")))
+    }
+
+    /// Starts the agent with /dev/pts hidden under an empty tmpfs, as in a guest whose
+    /// init mounted no devpts.
+    pub fn start_without_devpts() -> Agent {
+        Agent::start_full(&[], None, " && mount -t tmpfs tmpfs /dev/pts")
+    }
+
     fn start_inner(env: &[(&str, &str)], pid1_var: Option<(&str, &str)>) -> Agent {
+        Agent::start_full(env, pid1_var, "")
+    }
+
+    fn start_full(env: &[(&str, &str)], pid1_var: Option<(&str, &str)>, extra: &str) -> Agent {
         let dir = TempDir::new("agent");
         let sock = dir.path("agent.sock");
-        let setup = "mount -t tmpfs tmpfs /run && : > /run/drop_caches && \
-                      mount --bind /run/drop_caches /proc/sys/vm/drop_caches";
+        let setup = format!(
+            "mount -t tmpfs tmpfs /run && : > /run/drop_caches && \
+             mount --bind /run/drop_caches /proc/sys/vm/drop_caches{extra}"
+        );
         let mut cmd = Command::new("unshare");
+        if !is_root() {
+            // Mounting needs a user namespace when the tests do not run as root.
+            cmd.args(["--user", "--map-root-user"]);
+        }
         cmd.args(["--mount", "--propagation", "private"]);
         match pid1_var {
             // unshare execs in place: the agent keeps this pid.
             None => {
                 let script = format!("{setup} && exec \"$0\"");
                 cmd.args(["--", "sh", "-c", &script, AGENT]);
+            }
+            Some(("", _)) => {
+                let script = format!("{setup} && exec \"$0\"");
+                cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "--"]);
+                cmd.args(["sh", "-c", &script, AGENT]);
             }
             Some((k, v)) => {
                 let script = format!("{setup} && env -u {k} \"$0\"");
@@ -90,17 +116,23 @@ impl Agent {
             .stderr(Stdio::inherit());
         let child = cmd.spawn().expect("start unshare + agent");
         let agent = Agent { child, sock, dir };
-        // Ready = the ready file exists in the agent's own /run.
+        // Ready = the socket is there and the ready file exists in the agent's own /run
+        // (looked at only once the agent is in its new mount namespace, since the
+        // host's /run may hold a ready file of some other agent).
         let ready = agent.root().join("run/supermachine-agent-ready");
+        let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
         let t0 = Instant::now();
-        while !ready.exists() {
+        loop {
+            let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", agent.pid())).ok();
+            if ns.is_some_and(|n| n != own_ns) && ready.exists() && agent.sock.exists() {
+                break;
+            }
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "agent never became ready"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(agent.sock.exists());
         agent
     }
 
@@ -144,6 +176,12 @@ impl Agent {
     pub fn rss_kib(&self) -> u64 {
         status_field(self.pid(), "VmRSS:")
     }
+}
+
+/// Whether the tests run as root (then the agent can also set the clock).
+pub fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 pub fn status_field(pid: u32, field: &str) -> u64 {
