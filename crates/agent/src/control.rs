@@ -85,9 +85,14 @@ fn run(c: Control) -> Result<Map<String, Value>, String> {
             Ok(m)
         }
         Control::SyncTime { host_unix_ns } => {
+            // (try_into: time_t is 32 or 64 bits depending on the libc.)
             let ts = libc::timespec {
-                tv_sec: (host_unix_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (host_unix_ns % 1_000_000_000) as libc::c_long,
+                tv_sec: (host_unix_ns / 1_000_000_000)
+                    .try_into()
+                    .map_err(|_| format!("sync_time: {host_unix_ns} ns is out of range"))?,
+                tv_nsec: (host_unix_ns % 1_000_000_000)
+                    .try_into()
+                    .unwrap_or_default(),
             };
             // SAFETY: clock_settime reads the valid timespec.
             if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {

@@ -200,6 +200,7 @@ pub fn run(conn: &Conn, payload: &[u8], reaper: &Reaper) {
         final_status: None,
         exit_queued: false,
         conn_open: true,
+        closing: false,
         dec: Decoder::new(),
         out: Outbox::default(),
         stdin_q: VecDeque::new(),
@@ -229,6 +230,8 @@ struct Session<'a> {
     final_status: Option<Status>,
     exit_queued: bool,
     conn_open: bool,
+    /// A fatal frame error: ERROR is queued; no more input, no EXIT.
+    closing: bool,
     dec: Decoder,
     out: Outbox,
     stdin_q: VecDeque<u8>,
@@ -301,7 +304,7 @@ impl Session<'_> {
     /// A command ended: start the next one of the chain, or finish.
     fn command_done(&mut self, st: Status) {
         self.running = None;
-        if st.code == 0 && self.next < self.plans.len() && self.conn_open {
+        if st.code == 0 && self.next < self.plans.len() && self.conn_open && !self.closing {
             return self.start_next();
         }
         self.final_status = Some(st);
@@ -326,6 +329,9 @@ impl Session<'_> {
     fn done(&self) -> bool {
         if !self.conn_open {
             return self.running.is_none();
+        }
+        if self.closing {
+            return self.running.is_none() && self.out.pending() == 0;
         }
         self.exit_queued && self.out.pending() == 0
     }
@@ -358,8 +364,10 @@ impl Session<'_> {
                 .unwrap_or(-1);
 
             let out_room = self.out.pending() < OUT_CAP && self.conn_open;
-            let read_conn =
-                self.conn_open && self.final_status.is_none() && self.stdin_q.len() < STDIN_CAP;
+            let read_conn = self.conn_open
+                && !self.closing
+                && self.final_status.is_none()
+                && self.stdin_q.len() < STDIN_CAP;
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
             let pfd = |fd: RawFd, events: libc::c_short| libc::pollfd {
                 fd,
@@ -468,7 +476,8 @@ impl Session<'_> {
     }
 
     fn maybe_queue_exit(&mut self) {
-        if self.exit_queued || self.stdio.out.is_some() || self.stdio.err.is_some() {
+        if self.exit_queued || self.closing || self.stdio.out.is_some() || self.stdio.err.is_some()
+        {
             return;
         }
         if let Some(st) = self.final_status {
@@ -491,7 +500,7 @@ impl Session<'_> {
         match read_fd(fd.as_raw_fd(), buf) {
             Ok(0) => *slot = None,
             Ok(n) => {
-                if self.conn_open {
+                if self.conn_open && !self.closing {
                     let data = buf.get(..n).unwrap_or_default();
                     self.out.frame(kind, data);
                 }
@@ -548,12 +557,13 @@ impl Session<'_> {
                 Ok(Some(f)) => self.on_frame(f.kind, &f.payload),
                 Ok(None) => break,
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    // Framing is lost: say why, end the job and close.
-                    let msg = e.to_string();
-                    self.out.frame(Kind::Error, msg.as_bytes());
-                    let _ = set_nonblocking(self.conn.w.as_raw_fd(), false);
-                    let _ = self.out.flush(self.conn);
-                    self.hang_up();
+                    // Framing is lost: end the job, say why (after the output already
+                    // queued, without blocking on a host that does not read) and close.
+                    self.out.frame(Kind::Error, e.to_string().as_bytes());
+                    self.closing = true;
+                    if let Some(pid) = self.running {
+                        kill_group(pid, libc::SIGKILL);
+                    }
                     break;
                 }
                 Err(_) => break,

@@ -134,13 +134,29 @@ pub fn set_window_size(master: RawFd, size: Resize) -> io::Result<()> {
 /// Opens a pty pair without ever having a descriptor that lacks close-on-exec (another
 /// thread may fork at any time, and a leaked slave would keep the pty open).
 pub fn open_pty(size: Resize) -> io::Result<Pty> {
-    // SAFETY: plain open(2) of a constant path.
-    let raw = cvt(unsafe {
-        libc::open(
-            b"/dev/ptmx\0".as_ptr().cast(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    })?;
+    let open_ptmx = || {
+        // SAFETY: plain open(2) of a constant path.
+        cvt(unsafe {
+            libc::open(
+                b"/dev/ptmx\0".as_ptr().cast(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        })
+    };
+    let raw = match open_ptmx() {
+        Ok(fd) => fd,
+        Err(first) => {
+            // supermachine's generated x86_64 init mounts no devpts, and /dev/ptmx
+            // only works with one at /dev/pts: mount it on first use, then retry.
+            mount_devpts().map_err(|e| {
+                io::Error::new(
+                    first.kind(),
+                    format!("/dev/ptmx: {first}; mounting devpts on /dev/pts: {e}"),
+                )
+            })?;
+            open_ptmx()?
+        }
+    };
     // SAFETY: fresh descriptor we own.
     let master = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: unlockpt on a ptmx descriptor.
@@ -167,6 +183,27 @@ pub fn open_pty(size: Resize) -> io::Result<Pty> {
     Ok(Pty { master, slave })
 }
 
+/// Mounts a devpts instance on /dev/pts (creating the directory).
+fn mount_devpts() -> io::Result<()> {
+    match std::fs::create_dir("/dev/pts") {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: mount(2) with constant NUL-terminated strings.
+    cvt(unsafe {
+        libc::mount(
+            b"devpts\0".as_ptr().cast(),
+            b"/dev/pts\0".as_ptr().cast(),
+            b"devpts\0".as_ptr().cast(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            b"gid=5,mode=0620,ptmxmode=0666\0".as_ptr().cast(),
+        )
+    })
+    .map(|_| ())
+}
+
+/// Where a child's setup failed (sent back with the errno).
 const STAGE_SETSID: u8 = 0;
 const STAGE_CTTY: u8 = 1;
 const STAGE_DUP: u8 = 2;

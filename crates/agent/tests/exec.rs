@@ -248,3 +248,14 @@ fn a_background_writer_does_not_hold_back_exit() {
     assert!(o.out().starts_with("first\n"));
     assert!(t0.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn tty_works_without_a_devpts_mount() {
+    let agent = Agent::start_without_devpts();
+    let mut r = sh("tty; stat -f -c %T /dev/pts");
+    r.tty = true;
+    let o = agent.run(&r);
+    assert_eq!(o.code(), 0, "{o:?}");
+    assert!(o.out().starts_with("/dev/pts/"), "{o:?}");
+    assert!(o.out().contains("devpts"), "{o:?}");
+}

@@ -67,6 +67,8 @@ impl Client {
     pub fn spawn(&self, command: &Command) -> Result<Process> {
         let stream = self.endpoint.connect(self.timeout)?;
         stream.set_read_timeout(self.timeout)?;
+        // An agent that stops reading must not hang stdin writes forever either.
+        stream.set_write_timeout(self.timeout)?;
         Process::start(stream, command)
     }
 
@@ -108,6 +110,7 @@ impl Client {
         }
         let mut stream = self.endpoint.connect(self.timeout)?;
         stream.set_read_timeout(self.timeout)?;
+        stream.set_write_timeout(self.timeout)?;
         write_frame(&mut stream, Kind::Control as u8, &json)?;
         stream.flush()?;
         let frame = read_frame(&mut stream)?.ok_or_else(|| {

@@ -67,11 +67,23 @@ impl Agent {
         Agent::start_inner(&[], Some(("", "")))
     }
 
+    /// Starts the agent with /dev/pts hidden under an empty tmpfs, as in a guest whose
+    /// init mounted no devpts.
+    pub fn start_without_devpts() -> Agent {
+        Agent::start_full(&[], None, " && mount -t tmpfs tmpfs /dev/pts")
+    }
+
     fn start_inner(env: &[(&str, &str)], pid1_var: Option<(&str, &str)>) -> Agent {
+        Agent::start_full(env, pid1_var, "")
+    }
+
+    fn start_full(env: &[(&str, &str)], pid1_var: Option<(&str, &str)>, extra: &str) -> Agent {
         let dir = TempDir::new("agent");
         let sock = dir.path("agent.sock");
-        let setup = "mount -t tmpfs tmpfs /run && : > /run/drop_caches && \
-                      mount --bind /run/drop_caches /proc/sys/vm/drop_caches";
+        let setup = format!(
+            "mount -t tmpfs tmpfs /run && : > /run/drop_caches && \
+             mount --bind /run/drop_caches /proc/sys/vm/drop_caches{extra}"
+        );
         let mut cmd = Command::new("unshare");
         if !is_root() {
             // Mounting needs a user namespace when the tests do not run as root.
