@@ -423,8 +423,10 @@ impl Session<'_> {
             ));
             fds.push(pfd(self.wake_r.as_raw_fd(), libc::POLLIN));
             // After the last exit, pipes are drained without waiting: what the child
-            // wrote is already in them.
-            let timeout = if draining && !self.stdio.tty && out_ev != 0 {
+            // wrote is already in them. Once they are closed, the loop sleeps until the
+            // host takes what is queued (a zero timeout would spin and starve the vCPU).
+            let pipes_open = self.stdio.out.is_some() || self.stdio.err.is_some();
+            let timeout = if draining && !self.stdio.tty && out_ev != 0 && pipes_open {
                 0
             } else {
                 timeout
@@ -456,6 +458,7 @@ impl Session<'_> {
                 if Instant::now() >= until {
                     self.stdio.out = None;
                     self.stdio.err = None;
+                    self.drain_until = None;
                 }
             }
             // Stdin.

@@ -131,3 +131,43 @@ fn closing_the_connection_kills_the_process_group() {
     drop(c);
     assert!(wait_dead(pid), "a job ignoring SIGHUP survived");
 }
+
+/// CPU time (user + system) the agent process has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state (3).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn agent_sleeps_while_the_host_is_slow_to_take_the_last_output() {
+    // The child is gone and its output waits for the host: the agent must wait on the
+    // connection, not spin (in a one-vCPU guest a spin starved the vsock transport).
+    let agent = Agent::start();
+    let mut c = agent.connect();
+    // More than the socket buffers hold, less than they and the agent hold together:
+    // the child ends while output still waits in the agent.
+    c.request(&sh("head -c 400000 /dev/zero"));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(agent.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(agent.pid()) - before;
+    println!("agent CPU while the host did not read for 2 s: {used} ticks");
+    // A spinning loop uses ~200 ticks in 2 s (USER_HZ 100); waiting uses ~0.
+    assert!(
+        used < 20,
+        "the agent used {used} ticks of CPU in 2 s waiting for the host"
+    );
+    let mut got = 0;
+    let mut code = None;
+    while let Some(f) = c.recv() {
+        match f.kind {
+            k if k == Kind::Stdout as u8 => got += f.payload.len(),
+            k if k == Kind::Exit as u8 => code = Some(f.payload[..4].to_vec()),
+            _ => {}
+        }
+    }
+    assert_eq!((got, code), (400000, Some(vec![0, 0, 0, 0])));
+}
