@@ -42,3 +42,17 @@ kmake() { # SRC ARGS...
     local src=$1; shift
     make -C "$src" RUSTC=false "$@"
 }
+
+# Prints the path of each fragment ARCH's kernel is configured with, in order: the
+# shared ones listed in $FRAGMENTS_LIST (the recipe's list too), then ARCH.cfg.
+kernel_fragments() { # ARCH
+    local names
+    names=$(sed -n '/^SUPERMACHINE_KERNEL_FRAGMENTS = "/,/^"$/p' "$FRAGMENTS_LIST" |
+        sed -e 's/^SUPERMACHINE_KERNEL_FRAGMENTS = "//' -e 's/[\\"]//g' | tr -s ' \n' '\n' | sed '/^$/d')
+    [ -n "$names" ] || die "no SUPERMACHINE_KERNEL_FRAGMENTS list in $FRAGMENTS_LIST"
+    local f
+    for f in $names "$1.cfg"; do
+        [ -r "$FRAGMENTS_DIR/$f" ] || die "kernel fragment $f (listed in $FRAGMENTS_LIST) not found in $FRAGMENTS_DIR"
+        echo "$FRAGMENTS_DIR/$f"
+    done
+}
