@@ -56,3 +56,37 @@ kernel_fragments() { # ARCH
         echo "$FRAGMENTS_DIR/$f"
     done
 }
+
+# Prints "NAME SHA256" for each TSI patch, in the order they apply, from $TSI_LIST
+# (the recipe fetches the same files by the same sums).
+kernel_tsi_patches() {
+    local sums
+    sums=$(sed -n 's/^SRC_URI\[\(tsi[0-9]*\)\.sha256sum\] = "\([0-9a-f]\{64\}\)"$/\1 \2/p' "$TSI_LIST")
+    sed -n 's/^ *${SUPERMACHINE_TSI_BASE}\/\([^;]*\.patch\);name=\(tsi[0-9]*\) \\$/\2 \1/p' "$TSI_LIST" |
+    while read -r id name; do
+        local sum
+        sum=$(printf '%s\n' "$sums" | sed -n "s/^$id //p")
+        [ -n "$sum" ] || die "$TSI_LIST: no SRC_URI[$id.sha256sum] for $name"
+        echo "$name $sum"
+    done
+}
+
+# The TSI patches' source, as the MANIFEST records it: REPO@COMMIT.
+kernel_tsi_source() {
+    echo "$(sed -n 's/^SUPERMACHINE_TSI_REPO = "\(.*\)"$/\1/p' "$TSI_LIST")@$(sed -n 's/^SUPERMACHINE_TSI_SRCREV = "\(.*\)"$/\1/p' "$TSI_LIST")"
+}
+
+# Checks that DIR holds every TSI patch with its pinned sha256; dies naming the first
+# that is missing or differs.
+kernel_tsi_check() { # DIR
+    local name sum got n=0
+    while read -r name sum; do
+        [ -r "$1/$name" ] ||
+            die "TSI patch $name not found in $1; give the patches/ directory of a checkout of $(kernel_tsi_source) (https://github.com/, that commit)"
+        got=$(sha256 "$1/$name")
+        [ "$got" = "$sum" ] ||
+            die "TSI patch $1/$name has sha256 $got, not the pinned $sum of $(kernel_tsi_source); check out that commit"
+        n=$((n + 1))
+    done < <(kernel_tsi_patches)
+    [ "$n" -gt 0 ] || die "no TSI patches listed in $TSI_LIST"
+}
