@@ -106,7 +106,12 @@ fn workload_rootfs(arch: Arch) -> PathBuf {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let path = String::from_utf8(out.stdout).expect("utf-8 path");
-    PathBuf::from(path.trim().lines().last().expect("the script prints the path"))
+    PathBuf::from(
+        path.trim()
+            .lines()
+            .last()
+            .expect("the script prints the path"),
+    )
 }
 
 fn boot(arch: Arch, cpus: u32) -> (Vm, Client) {
@@ -127,7 +132,12 @@ fn boot(arch: Arch, cpus: u32) -> (Vm, Client) {
 /// Runs `python3 -c SOURCE ARGS...` in the guest.
 fn python(client: &Client, source: &str, args: &[&str]) -> (ExitStatus, String, String) {
     let out = client
-        .exec(Command::new("/usr/bin/python3").arg("-c").arg(source).args(args))
+        .exec(
+            Command::new("/usr/bin/python3")
+                .arg("-c")
+                .arg(source)
+                .args(args),
+        )
         .unwrap_or_else(|e| panic!("exec of python3 failed: {e}"));
     (
         out.status,
@@ -173,13 +183,23 @@ fn container_kernel_features_x86_64() {
         Some(outer_net.trim()),
         "same network namespace: {inner}"
     );
-    assert_eq!(lines.get(3..), Some(&["lo"][..]), "interfaces inside: {inner}");
+    assert_eq!(
+        lines.get(3..),
+        Some(&["lo"][..]),
+        "interfaces inside: {inner}"
+    );
 
     // cgroup v2: mounted at /sys/fs/cgroup (mounted here if the init did not), with the
     // controllers containers use, and enforcing: a child group limited to one task
     // cannot fork.
-    let mounted_by_init = sh_stdout(&client, "grep -c ' /sys/fs/cgroup cgroup2 ' /proc/mounts || true");
-    eprintln!("cgroup2 mounted by the guest's init: {}", mounted_by_init.trim() != "0");
+    let mounted_by_init = sh_stdout(
+        &client,
+        "grep -c ' /sys/fs/cgroup cgroup2 ' /proc/mounts || true",
+    );
+    eprintln!(
+        "cgroup2 mounted by the guest's init: {}",
+        mounted_by_init.trim() != "0"
+    );
     let controllers = sh_stdout(
         &client,
         "grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup; \
@@ -215,7 +235,11 @@ fn cpython_regression_modules_x86_64() {
     let (_vm, client) = boot(Arch::X86_64, cpus);
     let modules: Vec<Vec<&str>> = X86_64_MODULES
         .iter()
-        .map(|m| std::iter::once(m.name).chain(m.args.iter().copied()).collect())
+        .map(|m| {
+            std::iter::once(m.name)
+                .chain(m.args.iter().copied())
+                .collect()
+        })
         .collect();
     let spec = format!(
         "{{\"jobs\": {cpus}, \"timeout\": {PER_TEST_TIMEOUT_S}, \"modules\": {}}}",
@@ -225,7 +249,10 @@ fn cpython_regression_modules_x86_64() {
     let (status, stdout, stderr) = python(&client, RUN_REGRTESTS, &[&spec]);
     let wall = started.elapsed();
     assert_eq!(status, ExitStatus::Code(0), "runner: {stdout}\n{stderr}");
-    assert!(stdout.ends_with("DONE\n"), "runner did not finish: {stdout}\n{stderr}");
+    assert!(
+        stdout.ends_with("DONE\n"),
+        "runner did not finish: {stdout}\n{stderr}"
+    );
 
     let mut failed = Vec::new();
     let mut seen = Vec::new();
@@ -262,7 +289,15 @@ fn cpython_regression_modules_x86_64() {
         wall.as_secs_f64()
     );
     for m in X86_64_MODULES {
-        assert!(seen.iter().any(|s| s == m.name), "{} gave no result", m.name);
+        assert!(
+            seen.iter().any(|s| s == m.name),
+            "{} gave no result",
+            m.name
+        );
     }
-    assert!(failed.is_empty(), "failing modules:\n{}", failed.join("\n\n"));
+    assert!(
+        failed.is_empty(),
+        "failing modules:\n{}",
+        failed.join("\n\n")
+    );
 }
