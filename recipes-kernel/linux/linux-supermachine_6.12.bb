@@ -1,6 +1,6 @@
 SUMMARY = "Minimal Linux 6.12 kernel of the supermachine guests"
 DESCRIPTION = "Linux 6.12 LTS from kernel.org, configured as make tinyconfig plus the \
-shared fragments of linux-supermachine/ (the host build applies the same ones)."
+fragments of linux-supermachine/, one per concern (the host build applies the same ones)."
 HOMEPAGE = "https://www.kernel.org/"
 LICENSE = "GPL-2.0-only"
 LIC_FILES_CHKSUM = "file://COPYING;md5=6bc538ed5bd9a7fc9398086aedcd7e46"
@@ -11,10 +11,21 @@ PV = "${LINUX_VERSION}"
 # kconfig-apply is the host build's configure step, shared so both get one .config.
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../scripts/lib:"
 
+# SUPERMACHINE_KERNEL_FRAGMENTS: the shared fragments, in order (one list for both builds).
+require linux-supermachine-fragments.inc
+
+# TSI patches (linux-supermachine-tsi.inc) and their fragment tsi.cfg: on by default,
+# as supermachine's VMM relies on them; "0" builds the plain kernel (no network needed
+# beyond kernel.org).
+SUPERMACHINE_KERNEL_TSI ??= "1"
+require linux-supermachine-tsi.inc
+SUPERMACHINE_TSI_FRAGMENT = "${@oe.utils.conditional('SUPERMACHINE_KERNEL_TSI', '1', 'tsi.cfg', '', d)}"
+
 SRC_URI = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-${LINUX_VERSION}.tar.xz \
-           file://common.cfg \
+           ${@' '.join('file://' + f for f in d.getVar('SUPERMACHINE_KERNEL_FRAGMENTS').split())} \
            file://${SUPERMACHINE_KERNEL_ARCH_FRAGMENT} \
            file://kconfig-apply \
+           ${@oe.utils.conditional('SUPERMACHINE_KERNEL_TSI', '1', '${SUPERMACHINE_TSI_SRC_URI} file://tsi.cfg', '', d)} \
            "
 SRC_URI[sha256sum] = "949d166a1263bd0cf0c5aab44eeb57869615099e7c48bf88d0e4adb77379b999"
 
@@ -44,7 +55,9 @@ EXTRA_OEMAKE:append = " RUSTC=false"
 # tinyconfig, the fragments, olddefconfig, and a failure naming every fragment symbol
 # that did not survive: the same script as the host build.
 KERNEL_CONFIG_COMMAND = "sh ${UNPACKDIR}/kconfig-apply ${S} ${B} ${ARCH} \
-    ${UNPACKDIR}/common.cfg ${UNPACKDIR}/${SUPERMACHINE_KERNEL_ARCH_FRAGMENT}"
+    ${@' '.join('${UNPACKDIR}/' + f for f in d.getVar('SUPERMACHINE_KERNEL_FRAGMENTS').split())} \
+    ${UNPACKDIR}/${SUPERMACHINE_KERNEL_ARCH_FRAGMENT} \
+    ${@' '.join('${UNPACKDIR}/' + f for f in d.getVar('SUPERMACHINE_TSI_FRAGMENT').split())}"
 
 do_deploy:append() {
 	install -d ${SUPERMACHINE_BLOBS_DIR}/kernel

@@ -9,6 +9,8 @@ WORK=${SUPERMACHINE_WORK:-$TOP/build}
 CACHE=${SUPERMACHINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/supermachine}
 LINUX_TARBALL=${SUPERMACHINE_LINUX_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 FRAGMENTS_DIR=$TOP/recipes-kernel/linux/linux-supermachine
+FRAGMENTS_LIST=$TOP/recipes-kernel/linux/linux-supermachine-fragments.inc
+TSI_LIST=$TOP/recipes-kernel/linux/linux-supermachine-tsi.inc
 
 # Fixed identity for everything that would otherwise record who and where built it.
 export KBUILD_BUILD_USER=supermachine KBUILD_BUILD_HOST=supermachine KBUILD_BUILD_VERSION=1

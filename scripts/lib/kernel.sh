@@ -42,3 +42,51 @@ kmake() { # SRC ARGS...
     local src=$1; shift
     make -C "$src" RUSTC=false "$@"
 }
+
+# Prints the path of each fragment ARCH's kernel is configured with, in order: the
+# shared ones listed in $FRAGMENTS_LIST (the recipe's list too), then ARCH.cfg.
+kernel_fragments() { # ARCH
+    local names
+    names=$(sed -n '/^SUPERMACHINE_KERNEL_FRAGMENTS = "/,/^"$/p' "$FRAGMENTS_LIST" |
+        sed -e 's/^SUPERMACHINE_KERNEL_FRAGMENTS = "//' -e 's/[\\"]//g' | tr -s ' \n' '\n' | sed '/^$/d')
+    [ -n "$names" ] || die "no SUPERMACHINE_KERNEL_FRAGMENTS list in $FRAGMENTS_LIST"
+    local f
+    for f in $names "$1.cfg"; do
+        [ -r "$FRAGMENTS_DIR/$f" ] || die "kernel fragment $f (listed in $FRAGMENTS_LIST) not found in $FRAGMENTS_DIR"
+        echo "$FRAGMENTS_DIR/$f"
+    done
+}
+
+# Prints "NAME SHA256" for each TSI patch, in the order they apply, from $TSI_LIST
+# (the recipe fetches the same files by the same sums).
+kernel_tsi_patches() {
+    local sums
+    sums=$(sed -n 's/^SRC_URI\[\(tsi[0-9]*\)\.sha256sum\] = "\([0-9a-f]\{64\}\)"$/\1 \2/p' "$TSI_LIST")
+    sed -n 's/^ *${SUPERMACHINE_TSI_BASE}\/\([^;]*\.patch\);name=\(tsi[0-9]*\) \\$/\2 \1/p' "$TSI_LIST" |
+    while read -r id name; do
+        local sum
+        sum=$(printf '%s\n' "$sums" | sed -n "s/^$id //p")
+        [ -n "$sum" ] || die "$TSI_LIST: no SRC_URI[$id.sha256sum] for $name"
+        echo "$name $sum"
+    done
+}
+
+# The TSI patches' source, as the MANIFEST records it: REPO@COMMIT.
+kernel_tsi_source() {
+    echo "$(sed -n 's/^SUPERMACHINE_TSI_REPO = "\(.*\)"$/\1/p' "$TSI_LIST")@$(sed -n 's/^SUPERMACHINE_TSI_SRCREV = "\(.*\)"$/\1/p' "$TSI_LIST")"
+}
+
+# Checks that DIR holds every TSI patch with its pinned sha256; dies naming the first
+# that is missing or differs.
+kernel_tsi_check() { # DIR
+    local name sum got n=0
+    while read -r name sum; do
+        [ -r "$1/$name" ] ||
+            die "TSI patch $name not found in $1; give the patches/ directory of a checkout of $(kernel_tsi_source) (https://github.com/, that commit)"
+        got=$(sha256 "$1/$name")
+        [ "$got" = "$sum" ] ||
+            die "TSI patch $1/$name has sha256 $got, not the pinned $sum of $(kernel_tsi_source); check out that commit"
+        n=$((n + 1))
+    done < <(kernel_tsi_patches)
+    [ "$n" -gt 0 ] || die "no TSI patches listed in $TSI_LIST"
+}
