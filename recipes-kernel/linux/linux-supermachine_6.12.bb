@@ -14,18 +14,19 @@ FILESEXTRAPATHS:prepend := "${THISDIR}/../../scripts/lib:"
 # SUPERMACHINE_KERNEL_FRAGMENTS: the shared fragments, in order (one list for both builds).
 require linux-supermachine-fragments.inc
 
-# TSI patches (linux-supermachine-tsi.inc) and their fragment tsi.cfg: on by default,
-# as supermachine's VMM relies on them; "0" builds the plain kernel (no network needed
-# beyond kernel.org).
-SUPERMACHINE_KERNEL_TSI ??= "1"
+# TSI: the patches of linux-supermachine-tsi.inc and their fragment tsi.cfg, on by
+# default as supermachine's VMM relies on them. Set SUPERMACHINE_KERNEL_TSI = "" to
+# build the plain kernel (nothing fetched beyond kernel.org).
 require linux-supermachine-tsi.inc
-SUPERMACHINE_TSI_FRAGMENT = "${@oe.utils.conditional('SUPERMACHINE_KERNEL_TSI', '1', 'tsi.cfg', '', d)}"
+SUPERMACHINE_KERNEL_TSI ??= "${SUPERMACHINE_TSI_SRC_URI} file://tsi.cfg"
 
+# The TSI patches' file names carry no version: their URLs pin libkrunfw's commit.
+# nooelint: oelint.vars.downloadfilename
 SRC_URI = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-${LINUX_VERSION}.tar.xz \
-           ${@' '.join('file://' + f for f in d.getVar('SUPERMACHINE_KERNEL_FRAGMENTS').split())} \
+           ${SUPERMACHINE_KERNEL_FRAGMENTS} \
            file://${SUPERMACHINE_KERNEL_ARCH_FRAGMENT} \
            file://kconfig-apply \
-           ${@oe.utils.conditional('SUPERMACHINE_KERNEL_TSI', '1', '${SUPERMACHINE_TSI_SRC_URI} file://tsi.cfg', '', d)} \
+           ${SUPERMACHINE_KERNEL_TSI} \
            "
 SRC_URI[sha256sum] = "949d166a1263bd0cf0c5aab44eeb57869615099e7c48bf88d0e4adb77379b999"
 
@@ -55,9 +56,9 @@ EXTRA_OEMAKE:append = " RUSTC=false"
 # tinyconfig, the fragments, olddefconfig, and a failure naming every fragment symbol
 # that did not survive: the same script as the host build.
 KERNEL_CONFIG_COMMAND = "sh ${UNPACKDIR}/kconfig-apply ${S} ${B} ${ARCH} \
-    ${@' '.join('${UNPACKDIR}/' + f for f in d.getVar('SUPERMACHINE_KERNEL_FRAGMENTS').split())} \
+    ${@' '.join('${UNPACKDIR}/' + u.replace('file://', '', 1) for u in d.getVar('SUPERMACHINE_KERNEL_FRAGMENTS').split())} \
     ${UNPACKDIR}/${SUPERMACHINE_KERNEL_ARCH_FRAGMENT} \
-    ${@' '.join('${UNPACKDIR}/' + f for f in d.getVar('SUPERMACHINE_TSI_FRAGMENT').split())}"
+    ${@'${UNPACKDIR}/tsi.cfg' if 'file://tsi.cfg' in d.getVar('SUPERMACHINE_KERNEL_TSI').split() else ''}"
 
 do_deploy:append() {
 	install -d ${SUPERMACHINE_BLOBS_DIR}/kernel

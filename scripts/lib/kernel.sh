@@ -48,7 +48,7 @@ kmake() { # SRC ARGS...
 kernel_fragments() { # ARCH
     local names
     names=$(sed -n '/^SUPERMACHINE_KERNEL_FRAGMENTS = "/,/^"$/p' "$FRAGMENTS_LIST" |
-        sed -e 's/^SUPERMACHINE_KERNEL_FRAGMENTS = "//' -e 's/[\\"]//g' | tr -s ' \n' '\n' | sed '/^$/d')
+        sed -e 's/^SUPERMACHINE_KERNEL_FRAGMENTS = "//' -e 's/[\\"]//g' | tr -s ' \n' '\n' | sed -n 's|^file://||p')
     [ -n "$names" ] || die "no SUPERMACHINE_KERNEL_FRAGMENTS list in $FRAGMENTS_LIST"
     local f
     for f in $names "$1.cfg"; do

@@ -1,6 +1,7 @@
 //! `supermachine-bench`: boot time, exec latency, stdout throughput and sizes of the
-//! host build's guest assets, side by side with a reference kernel built from the same
-//! 6.12 tree with Firecracker's CI guest config (`scripts/build-reference-kernel`).
+//! host build's guest assets, side by side with reference kernels built from the same
+//! 6.12 tree with Firecracker's CI guest config and with libkrunfw's container guest
+//! config (`scripts/build-reference-kernel ARCH firecracker|libkrunfw`).
 //!
 //! Run it through `scripts/bench`, which builds what is missing first. It prints a
 //! table; it asserts nothing about the figures (a benchmark, not a test). See
@@ -33,7 +34,8 @@ struct Options {
 const USAGE: &str =
     "usage: supermachine-bench [--arch x86_64|aarch64|all] [--boots N] [--execs N] [--stream-mib N]
 
-Boots the host build's kernels (and the reference kernels under out/reference/, if built)
+Boots the host build's kernels (and the reference kernels under out/reference/ and
+out/reference-libkrunfw/, if built)
 under QEMU and prints boot time to agent-ready, exec round trip, stdout throughput and
 sizes. Defaults: every arch with a host build in out/, 3 boots, 200 execs, 64 MiB.";
 
@@ -92,9 +94,38 @@ fn our_kernel(arch: Arch) -> PathBuf {
         .join(arch.kernel_image())
 }
 
-fn reference_kernel(arch: Arch) -> PathBuf {
+/// A reference kernel: the same 6.12 tree built with another project's guest config.
+struct Reference {
+    /// Row label, and the argument of scripts/build-reference-kernel.
+    name: &'static str,
+    /// Directory under out/ holding ARCH/{image,config,MANIFEST}.
+    dir: &'static str,
+    what: &'static str,
+    /// Whether the x86_64 kernel needs QEMU's ACPI tables to find its virtio devices.
+    x86_acpi: bool,
+}
+
+const REFERENCES: [Reference; 2] = [
+    // Firecracker's x86_64 config has no VIRTIO_MMIO_CMDLINE_DEVICES: it finds the
+    // virtio-mmio devices in ACPI tables, so QEMU must provide them.
+    Reference {
+        name: "firecracker",
+        dir: "reference",
+        what: "Firecracker CI config",
+        x86_acpi: true,
+    },
+    // libkrunfw's takes them from the command line, as ours does.
+    Reference {
+        name: "libkrunfw",
+        dir: "reference-libkrunfw",
+        what: "libkrunfw config",
+        x86_acpi: false,
+    },
+];
+
+fn reference_kernel(reference: &Reference, arch: Arch) -> PathBuf {
     out_dir()
-        .join("reference")
+        .join(reference.dir)
         .join(arch.name())
         .join(arch.kernel_image())
 }
@@ -217,11 +248,15 @@ fn boot_rows(arch: Arch, boots: usize) -> Vec<BootRow> {
         Arch::Aarch64 => "virt".to_owned(),
     };
     let mut kernels = vec![("ours", our_kernel(arch), false)];
-    let reference = reference_kernel(arch);
-    if reference.exists() {
-        // Firecracker's x86_64 config has no VIRTIO_MMIO_CMDLINE_DEVICES: it finds the
-        // virtio-mmio devices in ACPI tables, so QEMU must provide them.
-        kernels.push(("reference", reference, arch == Arch::X86_64));
+    for reference in &REFERENCES {
+        let kernel = reference_kernel(reference, arch);
+        if kernel.exists() {
+            kernels.push((
+                reference.name,
+                kernel,
+                arch == Arch::X86_64 && reference.x86_acpi,
+            ));
+        }
     }
     let mut rows = Vec::new();
     for (label, kernel, acpi) in kernels {
@@ -262,7 +297,7 @@ fn boot_section(arch: Arch, boots: usize) {
     );
     let rows = boot_rows(arch, boots);
     println!(
-        "{:<10} {:<18} {:<32} {:>10} {:>10} {:>10} {:>12}",
+        "{:<12} {:<18} {:<32} {:>10} {:>10} {:>10} {:>12}",
         "kernel", "machine", "release", "min ms", "median ms", "max ms", "host wall s"
     );
     for row in &rows {
@@ -271,7 +306,7 @@ fn boot_section(arch: Arch, boots: usize) {
         let mut wall = row.wall.clone();
         wall.sort();
         println!(
-            "{:<10} {:<18} {:<32} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
+            "{:<12} {:<18} {:<32} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
             row.label,
             row.machine,
             row.release,
@@ -281,19 +316,24 @@ fn boot_section(arch: Arch, boots: usize) {
             median(&wall).as_secs_f64()
         );
     }
-    match rows.as_slice() {
-        [ours, reference] => println!(
-            "ratio ours/reference (guest median): {:.2}",
-            median_sorted(&ours.guest).as_secs_f64()
-                / median_sorted(&reference.guest).as_secs_f64()
-        ),
-        _ => println!(
-            "reference kernel not built: run scripts/build-reference-kernel {}",
-            arch.name()
-        ),
+    let ours = median_sorted(&rows[0].guest).as_secs_f64();
+    for reference in &REFERENCES {
+        match rows.iter().find(|r| r.label == reference.name) {
+            Some(row) => println!(
+                "ratio ours/{} (guest median): {:.2}",
+                reference.name,
+                ours / median_sorted(&row.guest).as_secs_f64()
+            ),
+            None => println!(
+                "{} reference kernel not built: run scripts/build-reference-kernel {} {}",
+                reference.name,
+                arch.name(),
+                reference.name
+            ),
+        }
     }
-    if arch == Arch::X86_64 && rows.len() == 2 {
-        println!("note: the reference boots with ACPI (QEMU microvm acpi=on): its config finds virtio-mmio devices in ACPI, not on the command line; ours boots with acpi=off.");
+    if arch == Arch::X86_64 && rows.iter().any(|r| r.label == "firecracker") {
+        println!("note: the firecracker reference boots with ACPI (QEMU microvm acpi=on): its config finds virtio-mmio devices in ACPI, not on the command line; ours and libkrunfw's boot with acpi=off.");
     }
 }
 
@@ -410,6 +450,17 @@ fn xz9_size(path: &Path) -> Option<u64> {
     out.status.success().then_some(out.stdout.len() as u64)
 }
 
+/// Options set in a kernel config: (built in, modules).
+fn option_counts(config: &Path) -> Option<(usize, usize)> {
+    let text = fs::read_to_string(config).ok()?;
+    let count = |suffix: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("CONFIG_") && l.ends_with(suffix))
+            .count()
+    };
+    Some((count("=y"), count("=m")))
+}
+
 fn mb(bytes: u64) -> String {
     format!("{:.2}", bytes as f64 / 1e6)
 }
@@ -437,33 +488,44 @@ fn size_section(arches: &[Arch]) {
         Some((bytes, compressed))
     };
     let mut ratios = Vec::new();
+    let mut option_lines = Vec::new();
     for &arch in arches {
         let a = arch.name();
         let image = arch.kernel_image();
-        let ours = row(
-            format!("{a} kernel {image} (ours)"),
-            &our_kernel(arch),
-            true,
-        );
-        let reference = row(
-            format!("{a} kernel {image} (reference, Firecracker CI config)"),
-            &reference_kernel(arch),
-            true,
-        );
+        let ours_kernel = our_kernel(arch);
+        let ours = row(format!("{a} kernel {image} (ours)"), &ours_kernel, true);
+        let mut options = vec![("ours", ours_kernel.with_file_name("config"))];
+        for reference in &REFERENCES {
+            let kernel = reference_kernel(reference, arch);
+            let measured = row(
+                format!("{a} kernel {image} ({})", reference.what),
+                &kernel,
+                true,
+            );
+            options.push((reference.name, kernel.with_file_name("config")));
+            if let (Some((o, ox)), Some((r, rx))) = (ours, measured) {
+                let xz = match (ox, rx) {
+                    (Some(ox), Some(rx)) => {
+                        format!(", {:.2} after xz -9", ox as f64 / rx as f64)
+                    }
+                    _ => String::new(),
+                };
+                ratios.push(format!(
+                    "{a} {image} ours/{}: {:.2} raw{xz}",
+                    reference.name,
+                    o as f64 / r as f64
+                ));
+            }
+        }
         row(
             format!("{a} initramfs.cpio.gz"),
             &out_dir().join(a).join("initramfs.cpio.gz"),
             false,
         );
-        if let (Some((o, ox)), Some((r, rx))) = (ours, reference) {
-            let xz = match (ox, rx) {
-                (Some(ox), Some(rx)) => format!(", {:.2} after xz -9", ox as f64 / rx as f64),
-                _ => String::new(),
-            };
-            ratios.push(format!(
-                "{a} {image} ours/reference: {:.2} raw{xz}",
-                o as f64 / r as f64
-            ));
+        for (label, config) in &options {
+            if let Some((y, m)) = option_counts(config) {
+                option_lines.push(format!("{a} {label}: {y} built in, {m} modules"));
+            }
         }
     }
     let mut crates: Vec<PathBuf> = fs::read_dir(out_dir().join("crates"))
@@ -503,5 +565,8 @@ fn size_section(arches: &[Arch]) {
     }
     for line in &ratios {
         println!("ratio {line}");
+    }
+    for line in &option_lines {
+        println!("options {line}");
     }
 }
