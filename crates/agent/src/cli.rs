@@ -44,9 +44,9 @@ pub fn parse(
         }),
         [Some("--exec-stdio")] => Ok(Mode::ExecStdio),
         [Some("--tcp-stdio"), Some(host), Some(port)] => {
-            let port = port
-                .parse()
-                .map_err(|_| format!("--tcp-stdio: bad port {port:?}; give a number 1-65535\n{USAGE}"))?;
+            let port = port.parse().map_err(|_| {
+                format!("--tcp-stdio: bad port {port:?}; give a number 1-65535\n{USAGE}")
+            })?;
             Ok(Mode::TcpStdio {
                 host: (*host).to_string(),
                 port,
@@ -84,8 +84,14 @@ mod tests {
                 port: 8080
             })
         );
-        assert!(p(&["--tcp-stdio", "h", "x"], None).unwrap_err().contains("bad port"));
-        assert!(p(&["--tcp-stdio", "h"], None).unwrap_err().contains("HOST and PORT"));
-        assert!(p(&["--vsock-port", "1"], None).unwrap_err().contains("unknown"));
+        assert!(p(&["--tcp-stdio", "h", "x"], None)
+            .unwrap_err()
+            .contains("bad port"));
+        assert!(p(&["--tcp-stdio", "h"], None)
+            .unwrap_err()
+            .contains("HOST and PORT"));
+        assert!(p(&["--vsock-port", "1"], None)
+            .unwrap_err()
+            .contains("unknown"));
     }
 }

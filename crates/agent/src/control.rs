@@ -63,7 +63,14 @@ fn run(c: Control) -> Result<Map<String, Value>, String> {
         } => {
             let data =
                 b64_decode(&data_b64).map_err(|e| format!("write_file_chunk({path}): {e}"))?;
-            files::write_chunk(Path::new(&path), offset, &data, last, token.as_deref(), mode)?;
+            files::write_chunk(
+                Path::new(&path),
+                offset,
+                &data,
+                last,
+                token.as_deref(),
+                mode,
+            )?;
             Ok(Map::new())
         }
         Control::ReadFileChunk {
@@ -78,9 +85,14 @@ fn run(c: Control) -> Result<Map<String, Value>, String> {
             Ok(m)
         }
         Control::SyncTime { host_unix_ns } => {
+            // (try_into: time_t is 32 or 64 bits depending on the libc.)
             let ts = libc::timespec {
-                tv_sec: (host_unix_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (host_unix_ns % 1_000_000_000) as libc::c_long,
+                tv_sec: (host_unix_ns / 1_000_000_000)
+                    .try_into()
+                    .map_err(|_| format!("sync_time: {host_unix_ns} ns is out of range"))?,
+                tv_nsec: (host_unix_ns % 1_000_000_000)
+                    .try_into()
+                    .unwrap_or_default(),
             };
             // SAFETY: clock_settime reads the valid timespec.
             if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
@@ -131,11 +143,15 @@ fn signal_workload(signum: i32) -> Result<Map<String, Value>, String> {
 }
 
 fn smpark(what: &str, request: libc::c_ulong) -> Result<Map<String, Value>, String> {
-    let dev = OpenOptions::new().read(true).write(true).open(SMPARK_DEV).map_err(|e| {
-        format!(
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(SMPARK_DEV)
+        .map_err(|e| {
+            format!(
             "smpark {what}: {SMPARK_DEV} not available ({e}); module not loaded or single-vCPU bake"
         )
-    })?;
+        })?;
     // SAFETY: an argument-less ioctl on the device we opened.
     #[allow(clippy::useless_conversion)]
     let rc = unsafe { libc::ioctl(dev.as_raw_fd(), request.try_into().unwrap_or_default()) };

@@ -63,7 +63,10 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -78,7 +81,13 @@ mod tests {
         );
         assert_eq!(
             got,
-            kv(&[("A", "req"), ("B", "own"), ("PATH", "/x"), ("C", "pid1"), ("NEW", "n")])
+            kv(&[
+                ("A", "req"),
+                ("B", "own"),
+                ("PATH", "/x"),
+                ("C", "pid1"),
+                ("NEW", "n")
+            ])
         );
         let bare = merge(Vec::new(), Vec::new(), &BTreeMap::new());
         assert_eq!(bare, kv(&[("PATH", DEFAULT_PATH)]));

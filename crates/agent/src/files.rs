@@ -53,7 +53,13 @@ fn token_tag(token: Option<&str>) -> String {
     let t: String = token
         .unwrap_or("none")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     format!("sm-upload-{t}")
@@ -131,7 +137,10 @@ pub fn read_chunk(
     let mut f = File::open(path).map_err(io_err)?;
     let meta = f.metadata().map_err(io_err)?;
     if meta.is_dir() {
-        return Err(format!("read_file_chunk({}): is a directory", path.display()));
+        return Err(format!(
+            "read_file_chunk({}): is a directory",
+            path.display()
+        ));
     }
     let total = meta.len();
     if let Some(max) = max_bytes {

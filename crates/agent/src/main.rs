@@ -125,7 +125,9 @@ fn accept_loop(listener: &Listener, reaper: &Reaper, active: &Arc<AtomicU32>) {
         let fd = match listener.accept() {
             Ok(Accepted::Stream(fd)) => fd,
             Ok(Accepted::Refused { cid }) => {
-                log!("refused a vsock connection from CID {cid}: only the host (CID 2) may connect");
+                log!(
+                    "refused a vsock connection from CID {cid}: only the host (CID 2) may connect"
+                );
                 continue;
             }
             Err(e) => {
@@ -144,7 +146,8 @@ fn accept_loop(listener: &Listener, reaper: &Reaper, active: &Arc<AtomicU32>) {
         };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::SeqCst);
-            let msg = format!("agent busy: at most {MAX_CONNECTIONS} connections at once; retry later");
+            let msg =
+                format!("agent busy: at most {MAX_CONNECTIONS} connections at once; retry later");
             let mut w = std::fs::File::from(conn.w);
             let _ = write_frame(&mut w, Kind::Error as u8, msg.as_bytes());
             continue;
@@ -212,7 +215,12 @@ fn exec_stdio() -> ! {
         Err(e) => fatal(false, &format!("cannot start the reaper: {e}")),
     };
     // SAFETY: dup(2) of the standard descriptors; the copies are ours.
-    let (r, w) = unsafe { (libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3), libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3)) };
+    let (r, w) = unsafe {
+        (
+            libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3),
+            libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3),
+        )
+    };
     if r < 0 || w < 0 {
         fatal(false, "cannot duplicate stdin/stdout");
     }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use supermachine_proto::{
-    b64_decode, encode_header, parse_request, Decoder, Exit, ExecRequest, FrameError, Kind,
-    Resize, MAX_PAYLOAD,
+    b64_decode, encode_header, parse_request, Decoder, ExecRequest, Exit, FrameError, Kind, Resize,
+    MAX_PAYLOAD,
 };
 
 use crate::connection::Conn;
@@ -32,9 +32,9 @@ pub const OUT_CAP: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// After a hang-up SIGHUP, how long the job gets before SIGKILL.
 const HANGUP_GRACE: Duration = Duration::from_secs(1);
-/// After the last command exits, how long a pty is drained if something else (a
-/// background job) still holds it open.
-const PTY_DRAIN: Duration = Duration::from_millis(500);
+/// After the last command exits, how long its output is still read while something
+/// else (a background job) keeps a pty open or keeps writing into the pipes.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// Window size when the request names none.
 const DEFAULT_SIZE: Resize = Resize { cols: 80, rows: 24 };
 
@@ -107,7 +107,9 @@ impl Outbox {
 
     fn frame(&mut self, kind: Kind, payload: &[u8]) {
         // Payloads here are at most READ_CHUNK or a short message.
-        let len = u32::try_from(payload.len()).unwrap_or(MAX_PAYLOAD).min(MAX_PAYLOAD);
+        let len = u32::try_from(payload.len())
+            .unwrap_or(MAX_PAYLOAD)
+            .min(MAX_PAYLOAD);
         self.buf.extend_from_slice(&encode_header(kind as u8, len));
         self.buf
             .extend_from_slice(payload.get(..len as usize).unwrap_or(payload));
@@ -198,6 +200,7 @@ pub fn run(conn: &Conn, payload: &[u8], reaper: &Reaper) {
         final_status: None,
         exit_queued: false,
         conn_open: true,
+        closing: false,
         dec: Decoder::new(),
         out: Outbox::default(),
         stdin_q: VecDeque::new(),
@@ -227,6 +230,8 @@ struct Session<'a> {
     final_status: Option<Status>,
     exit_queued: bool,
     conn_open: bool,
+    /// A fatal frame error: ERROR is queued; no more input, no EXIT.
+    closing: bool,
     dec: Decoder,
     out: Outbox,
     stdin_q: VecDeque<u8>,
@@ -299,7 +304,7 @@ impl Session<'_> {
     /// A command ended: start the next one of the chain, or finish.
     fn command_done(&mut self, st: Status) {
         self.running = None;
-        if st.code == 0 && self.next < self.plans.len() && self.conn_open {
+        if st.code == 0 && self.next < self.plans.len() && self.conn_open && !self.closing {
             return self.start_next();
         }
         self.final_status = Some(st);
@@ -308,9 +313,7 @@ impl Session<'_> {
         // Without our copies of the child ends, the output fds end once every
         // process that inherited them is gone.
         self.stdio.child = None;
-        if self.stdio.tty {
-            self.drain_until = Some(Instant::now() + PTY_DRAIN);
-        }
+        self.drain_until = Some(Instant::now() + DRAIN_LIMIT);
     }
 
     fn hang_up(&mut self) {
@@ -326,6 +329,9 @@ impl Session<'_> {
     fn done(&self) -> bool {
         if !self.conn_open {
             return self.running.is_none();
+        }
+        if self.closing {
+            return self.running.is_none() && self.out.pending() == 0;
         }
         self.exit_queued && self.out.pending() == 0
     }
@@ -359,6 +365,7 @@ impl Session<'_> {
 
             let out_room = self.out.pending() < OUT_CAP && self.conn_open;
             let read_conn = self.conn_open
+                && !self.closing
                 && self.final_status.is_none()
                 && self.stdin_q.len() < STDIN_CAP;
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
@@ -391,15 +398,27 @@ impl Session<'_> {
             }
             let fd_of = |f: &Option<OwnedFd>| f.as_ref().map_or(-1, |f| f.as_raw_fd());
             let draining = self.final_status.is_some();
-            let out_ev = if out_room || !self.conn_open { libc::POLLIN } else { 0 };
+            let out_ev = if out_room || !self.conn_open {
+                libc::POLLIN
+            } else {
+                0
+            };
             // Without room the output fds leave the set: a hung-up pipe would otherwise
             // wake the loop for nothing.
             let gated = |fd: RawFd| if out_ev != 0 { fd } else { -1 };
             fds.push(pfd(gated(fd_of(&self.stdio.out)), out_ev));
             fds.push(pfd(gated(fd_of(&self.stdio.err)), out_ev));
-            let stdin_ev = if self.stdin_q.is_empty() { 0 } else { libc::POLLOUT };
+            let stdin_ev = if self.stdin_q.is_empty() {
+                0
+            } else {
+                libc::POLLOUT
+            };
             fds.push(pfd(
-                if stdin_ev != 0 { fd_of(&self.stdio.stdin) } else { -1 },
+                if stdin_ev != 0 {
+                    fd_of(&self.stdio.stdin)
+                } else {
+                    -1
+                },
                 stdin_ev,
             ));
             fds.push(pfd(self.wake_r.as_raw_fd(), libc::POLLIN));
@@ -433,11 +452,10 @@ impl Session<'_> {
                     self.read_output(idx == 2, kind, &mut buf);
                 }
             }
-            if self.stdio.tty && draining {
-                if let Some(until) = self.drain_until {
-                    if Instant::now() >= until {
-                        self.stdio.out = None;
-                    }
+            if let Some(until) = self.drain_until {
+                if Instant::now() >= until {
+                    self.stdio.out = None;
+                    self.stdio.err = None;
                 }
             }
             // Stdin.
@@ -458,7 +476,8 @@ impl Session<'_> {
     }
 
     fn maybe_queue_exit(&mut self) {
-        if self.exit_queued || self.stdio.out.is_some() || self.stdio.err.is_some() {
+        if self.exit_queued || self.closing || self.stdio.out.is_some() || self.stdio.err.is_some()
+        {
             return;
         }
         if let Some(st) = self.final_status {
@@ -481,7 +500,7 @@ impl Session<'_> {
         match read_fd(fd.as_raw_fd(), buf) {
             Ok(0) => *slot = None,
             Ok(n) => {
-                if self.conn_open {
+                if self.conn_open && !self.closing {
                     let data = buf.get(..n).unwrap_or_default();
                     self.out.frame(kind, data);
                 }
@@ -538,12 +557,13 @@ impl Session<'_> {
                 Ok(Some(f)) => self.on_frame(f.kind, &f.payload),
                 Ok(None) => break,
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    // Framing is lost: say why, end the job and close.
-                    let msg = e.to_string();
-                    self.out.frame(Kind::Error, msg.as_bytes());
-                    let _ = set_nonblocking(self.conn.w.as_raw_fd(), false);
-                    let _ = self.out.flush(self.conn);
-                    self.hang_up();
+                    // Framing is lost: end the job, say why (after the output already
+                    // queued, without blocking on a host that does not read) and close.
+                    self.out.frame(Kind::Error, e.to_string().as_bytes());
+                    self.closing = true;
+                    if let Some(pid) = self.running {
+                        kill_group(pid, libc::SIGKILL);
+                    }
                     break;
                 }
                 Err(_) => break,
@@ -590,37 +610,10 @@ impl Session<'_> {
     }
 
     /// Ends the session: a job still running (the connection went away first) is
-    /// killed; on a socket the reply is half-closed and the host's last bytes are read
-    /// so closing does not reset the connection before it has read EXIT.
+    /// killed.
     fn finish(&mut self) {
         if let Some(pid) = self.running {
             kill_group(pid, libc::SIGKILL);
-        }
-        if self.conn_open && self.conn.socket {
-            let fd = self.conn.w.as_raw_fd();
-            // SAFETY: plain shutdown(2) on our socket.
-            unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let mut buf = [0u8; 4096];
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let mut p = [libc::pollfd {
-                    fd: self.conn.r.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                }];
-                if poll(&mut p, left.as_millis() as i32 + 1).unwrap_or(0) == 0 {
-                    break;
-                }
-                match read_fd(self.conn.r.as_raw_fd(), &mut buf) {
-                    Ok(n) if n > 0 => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    _ => break,
-                }
-            }
         }
     }
 }

@@ -57,7 +57,11 @@ impl Plan {
     /// Err is a message for an ERROR frame (the request itself is unusable). A program
     /// that is not found is not an error here: [`Plan::program_missing`] says so and
     /// the session reports it as a failed exec.
-    pub fn new(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> Result<Plan, String> {
+    pub fn new(
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: Option<&str>,
+    ) -> Result<Plan, String> {
         let Some(arg0) = argv.first() else {
             return Err("REQUEST.argv is empty".into());
         };
@@ -73,7 +77,10 @@ impl Plan {
         };
         Ok(Plan {
             program: cstring(&program, "argv")?,
-            argv: argv.iter().map(|a| cstring(a, "argv")).collect::<Result<_, _>>()?,
+            argv: argv
+                .iter()
+                .map(|a| cstring(a, "argv"))
+                .collect::<Result<_, _>>()?,
             env: env
                 .iter()
                 .map(|(k, v)| cstring(&format!("{k}={v}"), "env"))
@@ -127,13 +134,29 @@ pub fn set_window_size(master: RawFd, size: Resize) -> io::Result<()> {
 /// Opens a pty pair without ever having a descriptor that lacks close-on-exec (another
 /// thread may fork at any time, and a leaked slave would keep the pty open).
 pub fn open_pty(size: Resize) -> io::Result<Pty> {
-    // SAFETY: plain open(2) of a constant path.
-    let raw = cvt(unsafe {
-        libc::open(
-            b"/dev/ptmx\0".as_ptr().cast(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    })?;
+    let open_ptmx = || {
+        // SAFETY: plain open(2) of a constant path.
+        cvt(unsafe {
+            libc::open(
+                b"/dev/ptmx\0".as_ptr().cast(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        })
+    };
+    let raw = match open_ptmx() {
+        Ok(fd) => fd,
+        Err(first) => {
+            // supermachine's generated x86_64 init mounts no devpts, and /dev/ptmx
+            // only works with one at /dev/pts: mount it on first use, then retry.
+            mount_devpts().map_err(|e| {
+                io::Error::new(
+                    first.kind(),
+                    format!("/dev/ptmx: {first}; mounting devpts on /dev/pts: {e}"),
+                )
+            })?;
+            open_ptmx()?
+        }
+    };
     // SAFETY: fresh descriptor we own.
     let master = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: unlockpt on a ptmx descriptor.
@@ -160,6 +183,27 @@ pub fn open_pty(size: Resize) -> io::Result<Pty> {
     Ok(Pty { master, slave })
 }
 
+/// Mounts a devpts instance on /dev/pts (creating the directory).
+fn mount_devpts() -> io::Result<()> {
+    match std::fs::create_dir("/dev/pts") {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: mount(2) with constant NUL-terminated strings.
+    cvt(unsafe {
+        libc::mount(
+            b"devpts\0".as_ptr().cast(),
+            b"/dev/pts\0".as_ptr().cast(),
+            b"devpts\0".as_ptr().cast(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            b"gid=5,mode=0620,ptmxmode=0666\0".as_ptr().cast(),
+        )
+    })
+    .map(|_| ())
+}
+
+/// Where a child's setup failed (sent back with the errno).
 const STAGE_SETSID: u8 = 0;
 const STAGE_CTTY: u8 = 1;
 const STAGE_DUP: u8 = 2;
@@ -279,12 +323,19 @@ unsafe fn child_setup(
 
     // Every signal at its default disposition and none blocked: the agent's ignored
     // SIGPIPE (and anything else) must not leak into the workload.
-    let mut dfl: libc::sigaction = std::mem::zeroed();
-    dfl.sa_sigaction = libc::SIG_DFL;
-    libc::sigemptyset(&mut dfl.sa_mask);
+    // The raw system call: libc wrappers refuse the signals they reserve (32, 33),
+    // which may arrive ignored. All-zero is SIG_DFL, no flags, empty mask in every
+    // architecture's kernel sigaction layout.
+    let dfl = [0u64; 4];
     for sig in 1..65 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::sigaction(sig, &dfl, ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                dfl.as_ptr(),
+                ptr::null_mut::<u64>(),
+                8 as libc::c_long,
+            );
         }
     }
     let mut set: libc::sigset_t = std::mem::zeroed();
