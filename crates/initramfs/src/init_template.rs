@@ -180,9 +180,11 @@ mod tests {
         let out = render(&template, &parse_params(&conf).expect("parses")).expect("renders");
         assert!(out.starts_with("#!/bin/busybox sh\n"));
         // A literal @ may remain (date -s @N); an @KEY@ placeholder may not.
-        let left = out.split('@').skip(1).step_by(2).any(|k| {
-            !k.is_empty() && k.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
-        });
+        let left = out
+            .split('@')
+            .skip(1)
+            .step_by(2)
+            .any(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
         assert!(!left, "placeholder left in rendered init");
     }
 }
