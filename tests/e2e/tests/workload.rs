@@ -29,10 +29,7 @@ const fn module(name: &'static str) -> Module {
 /// module must pass with at least one test run. regrtest runs without `-u`, so tests
 /// that need the internet (resource `network`) are left out by regrtest itself.
 const X86_64_MODULES: &[Module] = &[
-    Module {
-        name: "test_asyncio.test_events",
-        args: &[],
-    },
+    module("test_asyncio.test_events"),
     module("test_signal"),
     module("test_subprocess"),
     // The full module takes over 5 minutes under TCG; these classes cover TCP, UDP and
@@ -140,7 +137,7 @@ const X86_64_MODULES: &[Module] = &[
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// The whole regression run of one guest, and regrtest's own per-test watchdog.
 const RUN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
-const PER_TEST_TIMEOUT_S: u32 = 900;
+const PER_TEST_TIMEOUT_S: u32 = 600;
 
 /// The cached Debian rootfs, built on first use (`scripts/make-workload-rootfs`).
 fn workload_rootfs(arch: Arch) -> PathBuf {
