@@ -285,6 +285,15 @@ fn cpython_regression_modules_x86_64() {
     // Two vCPUs run two modules at a time (TCG gives each vCPU a host thread).
     let cpus = 2;
     let (_vm, client) = boot(Arch::X86_64, cpus);
+    // Pseudo-terminals need devpts on /dev/pts. supermachine's x86_64 init mounts none
+    // (init-oci on aarch64 does), and our agent mounts it only for its own tty execs, so
+    // a container runtime's setup step is done here, as for cgroup2 above.
+    let devpts = sh_stdout(
+        &client,
+        "if grep -q ' /dev/pts devpts ' /proc/mounts; then echo present; else \
+         mkdir -p /dev/pts && mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts && echo mounted; fi",
+    );
+    eprintln!("devpts on /dev/pts: {}", devpts.trim());
     let modules: Vec<Vec<&str>> = X86_64_MODULES
         .iter()
         .map(|m| {
@@ -326,10 +335,17 @@ fn cpython_regression_modules_x86_64() {
         }
         if !ok {
             failed.push(format!(
-                "{name}: rc {} run {run} failures {} errors {}\n{}",
+                "{name}: rc {} run {run} failures {} errors {}\n{}\n{}",
                 r["rc"],
                 r["failures"],
                 r["errors"],
+                r["failed"]
+                    .as_array()
+                    .map(|f| f
+                        .iter()
+                        .map(|t| format!("  {}\n", t.as_str().unwrap_or("")))
+                        .collect::<String>())
+                    .unwrap_or_default(),
                 r["log_tail"].as_str().unwrap_or("")
             ));
         }

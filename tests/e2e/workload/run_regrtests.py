@@ -1,6 +1,7 @@
 # Runs CPython regression test modules inside the guest, JOBS at a time, one regrtest
 # process per module, and prints one JSON line per module (then "DONE") on stdout:
-#   {"module", "rc", "seconds", "run", "failures", "errors", "skipped", "skips", "log_tail"}
+#   {"module", "rc", "seconds", "run", "failures", "errors", "skipped", "skips", "failed",
+#    "log_tail"}
 # argv[1] is a JSON object {"jobs": N, "timeout": S, "modules": [[name, extra args...], ...]}.
 # Counts come from regrtest's JUnit XML, so a module that ran no test case is visible as
 # such (regrtest itself exits 0 for a module skipped as a whole).
@@ -29,13 +30,17 @@ def run(entry):
                           stdin=subprocess.DEVNULL, cwd=work)
     seconds = round(time.monotonic() - start, 1)
     result = {"module": name, "args": extra, "rc": proc.returncode, "seconds": seconds,
-              "run": 0, "failures": 0, "errors": 0, "skipped": 0, "skips": {}}
+              "run": 0, "failures": 0, "errors": 0, "skipped": 0, "skips": {},
+              "failed": []}
     try:
         for case in ET.parse(xml_path).getroot().iter("testcase"):
             result["run"] += 1
             for child in case:
                 if child.tag in ("failure", "error"):
                     result[child.tag + "s"] += 1
+                    # The test's id and the last lines of its traceback.
+                    tail = (child.text or child.get("message") or "").strip().splitlines()[-3:]
+                    result["failed"].append(case.get("name", "?") + ": " + " | ".join(tail))
                 elif child.tag == "skipped":
                     result["skipped"] += 1
                     why = (child.get("message") or child.text or "").strip()[:120]
