@@ -286,14 +286,15 @@ fn cpython_regression_modules_x86_64() {
     let cpus = 2;
     let (_vm, client) = boot(Arch::X86_64, cpus);
     // Pseudo-terminals need devpts on /dev/pts. supermachine's x86_64 init mounts none
-    // (init-oci on aarch64 does), and our agent mounts it only for its own tty execs, so
-    // a container runtime's setup step is done here, as for cgroup2 above.
-    let devpts = sh_stdout(
-        &client,
-        "if grep -q ' /dev/pts devpts ' /proc/mounts; then echo present; else \
-         mkdir -p /dev/pts && mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts && echo mounted; fi",
+    // (contract section 2), so the agent mounts it as it starts as PID 1; checked before
+    // any tty exec, as the workload's own ptys (test_pty, asyncio) find it.
+    let mounts = sh_stdout(&client, "cat /proc/mounts");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("devpts /dev/pts devpts ")),
+        "no devpts on /dev/pts: {mounts}"
     );
-    eprintln!("devpts on /dev/pts: {}", devpts.trim());
     let modules: Vec<Vec<&str>> = X86_64_MODULES
         .iter()
         .map(|m| {
