@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use supermachine_client::{Client, Command, Output};
 use supermachine_e2e::assets::{out_dir, Arch};
 use supermachine_e2e::qemu::{Accel, Vm, VmConfig};
+use supermachine_e2e::workload;
 
 /// Published sizes of the crates being replaced (crates.io, 0.7.68, decimal MB).
 const PUBLISHED_X86_64_CRATE: f64 = 8.44e6;
@@ -28,21 +29,26 @@ struct Options {
     boots: usize,
     execs: usize,
     stream_mib: u64,
+    workload: bool,
 }
 
 const USAGE: &str =
     "usage: supermachine-bench [--arch x86_64|aarch64|all] [--boots N] [--execs N] [--stream-mib N]
+                          [--no-workload]
 
 Boots the host build's kernels (and the reference kernels under out/reference/ and
 out/reference-libkrunfw/, if built)
-under QEMU and prints boot time to agent-ready, exec round trip, stdout throughput and
-sizes. Defaults: every arch with a host build in out/, 3 boots, 200 execs, 64 MiB.";
+under QEMU and prints boot time to agent-ready, exec round trip, stdout throughput,
+sizes, and how many of the workload's CPython regression modules pass on each kernel
+(the Debian rootfs of scripts/make-workload-rootfs; --no-workload leaves that out).
+Defaults: every arch with a host build in out/, 3 boots, 200 execs, 64 MiB.";
 
 fn parse_options() -> Result<Options, String> {
     let mut arches = None;
     let mut boots = 3;
     let mut execs = 200;
     let mut stream_mib = 64;
+    let mut workload = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -58,6 +64,7 @@ fn parse_options() -> Result<Options, String> {
             "--boots" => boots = number(&value("--boots")?)?,
             "--execs" => execs = number(&value("--execs")?)?,
             "--stream-mib" => stream_mib = number(&value("--stream-mib")?)? as u64,
+            "--no-workload" => workload = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -79,6 +86,7 @@ fn parse_options() -> Result<Options, String> {
         boots,
         execs,
         stream_mib,
+        workload,
     })
 }
 
@@ -153,6 +161,11 @@ fn main() {
         exec_section(arch, options.execs, options.stream_mib);
     }
     size_section(&options.arches);
+    if options.workload {
+        for &arch in &options.arches {
+            workload_section(arch);
+        }
+    }
 }
 
 /// First line of a command's output, or a note that it failed.
@@ -437,6 +450,80 @@ fn ready_client(vm: &Vm) -> Client {
         );
     }
     client
+}
+
+// ---------------------------------------------------------------- workload
+
+/// vCPUs of a workload guest; the selection runs this many modules at a time.
+const WORKLOAD_CPUS: u32 = 2;
+/// Boot plus the whole selection under plain TCG.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Boots each kernel with the workload's Debian rootfs (plain TCG: the figure is a
+/// count, not a time) and runs the arch's CPython selection, as the workload test does.
+fn workload_section(arch: Arch) {
+    let selection = workload::modules(arch);
+    println!();
+    println!(
+        "== workload, {}: CPython regression modules passing of {} (Debian bookworm rootfs, {WORKLOAD_CPUS} vCPUs, 2 GiB, TCG)",
+        arch.name(),
+        selection.len()
+    );
+    let rootfs = workload::rootfs(arch);
+    let mut kernels = vec![("ours", our_kernel(arch), false)];
+    for reference in &REFERENCES {
+        let kernel = reference_kernel(reference, arch);
+        if kernel.exists() {
+            kernels.push((
+                reference.name,
+                kernel,
+                arch == Arch::X86_64 && reference.x86_acpi,
+            ));
+        }
+    }
+    println!(
+        "{:<12} {:>7} {:>10}  failing or not run",
+        "kernel", "passing", "wall s"
+    );
+    for (label, kernel, acpi) in kernels {
+        let mut config = VmConfig::agent_guest(arch);
+        config.kernel = kernel;
+        config.x86_acpi = acpi;
+        config.disks[0].path = rootfs.clone();
+        config.cpus = WORKLOAD_CPUS;
+        config.memory_mib = 2048;
+        let vm = Vm::start(&config);
+        let client = supermachine_e2e::client(&vm, supermachine_e2e::Via::Bridge, WORKLOAD_TIMEOUT);
+        if let Err(e) = client.wait_ready(BOOT_TIMEOUT) {
+            println!(
+                "{label:<12} {:>7} {:>10}  the agent never answered: {e}",
+                0, "-"
+            );
+            continue;
+        }
+        match workload::run_modules(&client, selection, WORKLOAD_CPUS) {
+            Ok((results, wall)) => {
+                let passing = results.iter().filter(|r| r.passed).count();
+                let failing: Vec<&str> = selection
+                    .iter()
+                    .map(|m| m.name)
+                    .filter(|name| !results.iter().any(|r| r.passed && r.name == *name))
+                    .collect();
+                println!(
+                    "{label:<12} {:>7} {:>10.0}  {}",
+                    format!("{passing}/{}", selection.len()),
+                    wall.as_secs_f64(),
+                    failing.join(" ")
+                );
+            }
+            Err(e) => println!(
+                "{label:<12} {:>7} {:>10}  the runner failed: {}",
+                0,
+                "-",
+                e.lines().next().unwrap_or("")
+            ),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- sizes
