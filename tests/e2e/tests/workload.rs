@@ -192,8 +192,3 @@ fn print_results(results: &[ModuleResult]) {
 fn cpython_regression_modules_x86_64() {
     cpython_regression_modules(Arch::X86_64, 2);
 }
-
-#[test]
-fn cpython_regression_modules_aarch64() {
-    cpython_regression_modules(Arch::Aarch64, 2);
-}
