@@ -16,6 +16,7 @@ use supermachine_client::{Client, Command, Output};
 use supermachine_e2e::assets::{out_dir, Arch};
 use supermachine_e2e::qemu::{Accel, Vm, VmConfig};
 use supermachine_e2e::workload;
+use supermachine_proto::AGENT_READY_PATH;
 
 /// Published sizes of the crates being replaced (crates.io, 0.7.68, decimal MB).
 const PUBLISHED_X86_64_CRATE: f64 = 8.44e6;
@@ -216,7 +217,24 @@ fn boot_config(arch: Arch, kernel: PathBuf, acpi: bool) -> VmConfig {
     config.kernel = kernel;
     config.accel = Accel::TcgIcount;
     config.x86_acpi = acpi;
+    // Under -icount with sleep=off an idle guest's clock jumps to its next timer. A
+    // tickless kernel (ours; Firecracker's config too) has far-off timers, so every wait
+    // for a disk or vsock backend would add up to seconds of guest time; the periodic
+    // tick bounds each jump to one tick, the same for every kernel.
+    config.cmdline.push_str(" nohz=off");
     config
+}
+
+/// Seconds since midnight and the date, from busybox `stat -c %y`
+/// (`2026-12-03 07:38:39.881192062 +0000`).
+fn stat_time(line: &str) -> Option<(String, f64)> {
+    let mut parts = line.split_whitespace();
+    let date = parts.next()?.to_string();
+    let mut hms = parts.next()?.split(':');
+    let h: f64 = hms.next()?.parse().ok()?;
+    let m: f64 = hms.next()?.parse().ok()?;
+    let s: f64 = hms.next()?.parse().ok()?;
+    Some((date, h * 3600.0 + m * 60.0 + s))
 }
 
 /// Boots once and waits for the agent to answer CONTROL probe through the bridge, as
@@ -232,13 +250,30 @@ fn boot_once(config: &VmConfig) -> BootSample {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|e| format!("({} failed: {e})", argv.join(" ")))
     };
-    let uptime = text(&["cat", "/proc/uptime"]);
-    let guest = uptime
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or_else(|| panic!("cannot read the guest uptime: {uptime}"));
+    // The guest's uptime now, less how long ago (guest wall clock, file timestamps) the
+    // agent wrote its ready file: the uptime at which the agent listened, whatever the
+    // guest's clock did while the host probed and connected.
+    let report = text(&[
+        "sh",
+        "-c",
+        &format!(
+            "cat /proc/uptime; touch /run/.bench-now; stat -c %y {AGENT_READY_PATH} /run/.bench-now"
+        ),
+    ]);
+    let lines: Vec<&str> = report.lines().collect();
+    let parsed = (|| {
+        let uptime: f64 = lines.first()?.split_whitespace().next()?.parse().ok()?;
+        let (ready_date, ready) = stat_time(lines.get(1)?)?;
+        let (now_date, now) = stat_time(lines.get(2)?)?;
+        let since_ready = if ready_date == now_date {
+            now - ready
+        } else {
+            now + 86400.0 - ready
+        };
+        Some(Duration::from_secs_f64((uptime - since_ready).max(0.0)))
+    })();
+    let guest =
+        parsed.unwrap_or_else(|| panic!("cannot read the guest's agent-ready time: {report}"));
     let kernel_release = text(&["uname", "-r"]);
     BootSample {
         guest,
