@@ -179,6 +179,14 @@ fn listen(unix: Option<std::path::PathBuf>, pid1: bool) -> ! {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
+    if pid1 {
+        match spawn::ensure_devpts() {
+            Ok(true) => log!("mounted devpts on /dev/pts"),
+            Ok(false) => {}
+            // Not fatal: only pseudo-terminals are missing; a tty exec retries.
+            Err(e) => log!("cannot mount devpts on /dev/pts: {e}"),
+        }
+    }
     let reaper = match Reaper::start() {
         Ok(r) => r,
         Err(e) => fatal(pid1, &format!("cannot start the reaper: {e}")),

@@ -183,6 +183,25 @@ pub fn open_pty(size: Resize) -> io::Result<Pty> {
     Ok(Pty { master, slave })
 }
 
+/// devpts's `f_type` in statfs(2).
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+/// Makes sure /dev/pts is a devpts mount, so the workload's own pseudo-terminals (and
+/// not only the agent's tty execs) work: supermachine's x86_64 init mounts none
+/// (contract section 2), so the agent, as PID 1, does. Returns whether it mounted one.
+pub fn ensure_devpts() -> io::Result<bool> {
+    // SAFETY: an all-zero statfs is a valid out buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: constant NUL-terminated path and a valid out pointer.
+    let rc = unsafe { libc::statfs(b"/dev/pts\0".as_ptr().cast(), &mut st) };
+    #[allow(clippy::unnecessary_cast)] // f_type's type differs between libcs
+    let f_type = st.f_type as i64;
+    if rc == 0 && f_type == DEVPTS_SUPER_MAGIC {
+        return Ok(false);
+    }
+    mount_devpts().map(|()| true)
+}
+
 /// Mounts a devpts instance on /dev/pts (creating the directory).
 fn mount_devpts() -> io::Result<()> {
     match std::fs::create_dir("/dev/pts") {

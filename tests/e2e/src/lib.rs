@@ -11,6 +11,7 @@ pub mod agent;
 pub mod assets;
 pub mod bridge;
 pub mod qemu;
+pub mod workload;
 
 pub use agent::{boot_agent, client, power_off, sh, sh_stdout, Via};
 pub use assets::{asset, workspace_root, Arch};

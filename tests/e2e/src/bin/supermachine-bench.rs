@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use supermachine_client::{Client, Command, Output};
 use supermachine_e2e::assets::{out_dir, Arch};
 use supermachine_e2e::qemu::{Accel, Vm, VmConfig};
+use supermachine_e2e::workload;
+use supermachine_proto::AGENT_READY_PATH;
 
 /// Published sizes of the crates being replaced (crates.io, 0.7.68, decimal MB).
 const PUBLISHED_X86_64_CRATE: f64 = 8.44e6;
@@ -28,21 +30,26 @@ struct Options {
     boots: usize,
     execs: usize,
     stream_mib: u64,
+    workload: bool,
 }
 
 const USAGE: &str =
     "usage: supermachine-bench [--arch x86_64|aarch64|all] [--boots N] [--execs N] [--stream-mib N]
+                          [--no-workload]
 
 Boots the host build's kernels (and the reference kernels under out/reference/ and
 out/reference-libkrunfw/, if built)
-under QEMU and prints boot time to agent-ready, exec round trip, stdout throughput and
-sizes. Defaults: every arch with a host build in out/, 3 boots, 200 execs, 64 MiB.";
+under QEMU and prints boot time to agent-ready, exec round trip, stdout throughput,
+sizes, and how many of the workload's CPython regression modules pass on each kernel
+(the Debian rootfs of scripts/make-workload-rootfs; --no-workload leaves that out).
+Defaults: every arch with a host build in out/, 3 boots, 200 execs, 64 MiB.";
 
 fn parse_options() -> Result<Options, String> {
     let mut arches = None;
     let mut boots = 3;
     let mut execs = 200;
     let mut stream_mib = 64;
+    let mut workload = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -58,6 +65,7 @@ fn parse_options() -> Result<Options, String> {
             "--boots" => boots = number(&value("--boots")?)?,
             "--execs" => execs = number(&value("--execs")?)?,
             "--stream-mib" => stream_mib = number(&value("--stream-mib")?)? as u64,
+            "--no-workload" => workload = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -79,6 +87,7 @@ fn parse_options() -> Result<Options, String> {
         boots,
         execs,
         stream_mib,
+        workload,
     })
 }
 
@@ -153,6 +162,11 @@ fn main() {
         exec_section(arch, options.execs, options.stream_mib);
     }
     size_section(&options.arches);
+    if options.workload {
+        for &arch in &options.arches {
+            workload_section(arch);
+        }
+    }
 }
 
 /// First line of a command's output, or a note that it failed.
@@ -203,7 +217,24 @@ fn boot_config(arch: Arch, kernel: PathBuf, acpi: bool) -> VmConfig {
     config.kernel = kernel;
     config.accel = Accel::TcgIcount;
     config.x86_acpi = acpi;
+    // Under -icount with sleep=off an idle guest's clock jumps to its next timer. A
+    // tickless kernel (ours; Firecracker's config too) has far-off timers, so every wait
+    // for a disk or vsock backend would add up to seconds of guest time; the periodic
+    // tick bounds each jump to one tick, the same for every kernel.
+    config.cmdline.push_str(" nohz=off");
     config
+}
+
+/// Seconds since midnight and the date, from busybox `stat -c %y`
+/// (`2026-12-03 07:38:39.881192062 +0000`).
+fn stat_time(line: &str) -> Option<(String, f64)> {
+    let mut parts = line.split_whitespace();
+    let date = parts.next()?.to_string();
+    let mut hms = parts.next()?.split(':');
+    let h: f64 = hms.next()?.parse().ok()?;
+    let m: f64 = hms.next()?.parse().ok()?;
+    let s: f64 = hms.next()?.parse().ok()?;
+    Some((date, h * 3600.0 + m * 60.0 + s))
 }
 
 /// Boots once and waits for the agent to answer CONTROL probe through the bridge, as
@@ -219,13 +250,30 @@ fn boot_once(config: &VmConfig) -> BootSample {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|e| format!("({} failed: {e})", argv.join(" ")))
     };
-    let uptime = text(&["cat", "/proc/uptime"]);
-    let guest = uptime
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or_else(|| panic!("cannot read the guest uptime: {uptime}"));
+    // The guest's uptime now, less how long ago (guest wall clock, file timestamps) the
+    // agent wrote its ready file: the uptime at which the agent listened, whatever the
+    // guest's clock did while the host probed and connected.
+    let report = text(&[
+        "sh",
+        "-c",
+        &format!(
+            "cat /proc/uptime; touch /run/.bench-now; stat -c %y {AGENT_READY_PATH} /run/.bench-now"
+        ),
+    ]);
+    let lines: Vec<&str> = report.lines().collect();
+    let parsed = (|| {
+        let uptime: f64 = lines.first()?.split_whitespace().next()?.parse().ok()?;
+        let (ready_date, ready) = stat_time(lines.get(1)?)?;
+        let (now_date, now) = stat_time(lines.get(2)?)?;
+        let since_ready = if ready_date == now_date {
+            now - ready
+        } else {
+            now + 86400.0 - ready
+        };
+        Some(Duration::from_secs_f64((uptime - since_ready).max(0.0)))
+    })();
+    let guest =
+        parsed.unwrap_or_else(|| panic!("cannot read the guest's agent-ready time: {report}"));
     let kernel_release = text(&["uname", "-r"]);
     BootSample {
         guest,
@@ -437,6 +485,80 @@ fn ready_client(vm: &Vm) -> Client {
         );
     }
     client
+}
+
+// ---------------------------------------------------------------- workload
+
+/// vCPUs of a workload guest; the selection runs this many modules at a time.
+const WORKLOAD_CPUS: u32 = 2;
+/// Boot plus the whole selection under plain TCG.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Boots each kernel with the workload's Debian rootfs (plain TCG: the figure is a
+/// count, not a time) and runs the arch's CPython selection, as the workload test does.
+fn workload_section(arch: Arch) {
+    let selection = workload::modules(arch);
+    println!();
+    println!(
+        "== workload, {}: CPython regression modules passing of {} (Debian bookworm rootfs, {WORKLOAD_CPUS} vCPUs, 2 GiB, TCG)",
+        arch.name(),
+        selection.len()
+    );
+    let rootfs = workload::rootfs(arch);
+    let mut kernels = vec![("ours", our_kernel(arch), false)];
+    for reference in &REFERENCES {
+        let kernel = reference_kernel(reference, arch);
+        if kernel.exists() {
+            kernels.push((
+                reference.name,
+                kernel,
+                arch == Arch::X86_64 && reference.x86_acpi,
+            ));
+        }
+    }
+    println!(
+        "{:<12} {:>7} {:>10}  failing or not run",
+        "kernel", "passing", "wall s"
+    );
+    for (label, kernel, acpi) in kernels {
+        let mut config = VmConfig::agent_guest(arch);
+        config.kernel = kernel;
+        config.x86_acpi = acpi;
+        config.disks[0].path = rootfs.clone();
+        config.cpus = WORKLOAD_CPUS;
+        config.memory_mib = 2048;
+        let vm = Vm::start(&config);
+        let client = supermachine_e2e::client(&vm, supermachine_e2e::Via::Bridge, WORKLOAD_TIMEOUT);
+        if let Err(e) = client.wait_ready(BOOT_TIMEOUT) {
+            println!(
+                "{label:<12} {:>7} {:>10}  the agent never answered: {e}",
+                0, "-"
+            );
+            continue;
+        }
+        match workload::run_modules(&client, selection, WORKLOAD_CPUS) {
+            Ok((results, wall)) => {
+                let passing = results.iter().filter(|r| r.passed).count();
+                let failing: Vec<&str> = selection
+                    .iter()
+                    .map(|m| m.name)
+                    .filter(|name| !results.iter().any(|r| r.passed && r.name == *name))
+                    .collect();
+                println!(
+                    "{label:<12} {:>7} {:>10.0}  {}",
+                    format!("{passing}/{}", selection.len()),
+                    wall.as_secs_f64(),
+                    failing.join(" ")
+                );
+            }
+            Err(e) => println!(
+                "{label:<12} {:>7} {:>10}  the runner failed: {}",
+                0,
+                "-",
+                e.lines().next().unwrap_or("")
+            ),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- sizes
