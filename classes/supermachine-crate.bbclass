@@ -9,6 +9,7 @@
 #   SUPERMACHINE_CRATE_TASKS_<ARCH>  recipe:task pairs of that multiconfig producing them
 #   SUPERMACHINE_CRATE_SOURCES_<ARCH>  that multiconfig's archiver output (DEPLOY_DIR_SRC)
 #   SUPERMACHINE_CRATE_SOURCE_PNS_<ARCH>  its recipes whose source goes into the bundle
+#                                      (their do_deploy_archives join the mcdepends)
 # and SUPERMACHINE_CRATE_TEMPLATES, the directory of the crate templates, and
 # SUPERMACHINE_CRATE_CARGO_LOCK, the Cargo.lock the Rust blobs were built with (the crate
 # graph in each crate's SBOM).
@@ -18,14 +19,20 @@
 
 inherit deploy nopackages
 
+# Only the native packer runs here: no target compiler or C library.
+INHIBIT_DEFAULT_DEPS = "1"
 DEPENDS += "supermachine-tools-native"
+# It deploys into the machine's DEPLOY_DIR_IMAGE, so its sstate is per machine.
+PACKAGE_ARCH = "${MACHINE_ARCH}"
 
 SUPERMACHINE_CRATE_DEPLOY_SUBDIR ?= "${PN}"
 # Version of the crates; empty means the packer's default, the supermachine-kernel release
 # the assets stand in for (what scripts/build's --crate-version sets on the host).
 SUPERMACHINE_CRATE_VERSION ?= ""
-# Licence texts of what the crates bundle, from oe-core's common licences.
-SUPERMACHINE_CRATE_LICENSES ?= "GPL-2.0-only MIT"
+# Licence texts of what the crates bundle, from oe-core's common licences: the union of
+# the bundled recipes' LICENSE (busybox is "GPL-2.0-only & bzip2-1.0.6");
+# tests/layer/bitbake-checks compares the two.
+SUPERMACHINE_CRATE_LICENSES ?= "GPL-2.0-only MIT bzip2-1.0.6"
 SUPERMACHINE_CRATE_SOURCE_NOTE ?= "The corresponding source of every bundled binary \
 (original sources and patches, as OpenEmbedded's archiver keeps them) is deployed next \
 to these crates by meta-supermachine: DEPLOY_DIR_IMAGE/${SUPERMACHINE_CRATE_DEPLOY_SUBDIR}/sources/."
@@ -58,24 +65,14 @@ python () {
         raise bb.parse.SkipRecipe('needs the multiconfigs %s: add BBMULTICONFIG += "%s" '
                                   'to local.conf' % (', '.join(missing), ' '.join(mcs)))
     deps = ['mc::%s:%s' % (mc, task) for mc, tasks, _, _, _ in arches.values() for task in tasks]
+    deps += ['mc::%s:%s:do_deploy_archives' % (mc, pn) for mc, _, _, _, pns in arches.values()
+             for pn in pns]
+    # The mcdepends carry those tasks' signatures into ours, and so the inputs'. No
+    # file-checksums over the deploy dirs: BitBake would hash them when it builds the run
+    # queue, before those tasks run, i.e. the previous build's leftovers.
     d.appendVarFlag('do_compile', 'mcdepends', ' ' + ' '.join(deps))
 }
 
-def supermachine_crate_inputs(d):
-    """file-checksums entries for everything do_compile reads from other multiconfigs.
-
-    The mcdepends already put those tasks' signatures into ours; these add the files
-    actually on disk, so a deploy dir changed behind BitBake's back changes our
-    signature too and sstate never hands back crates of other blobs. Globs, because the
-    files do not exist before the first build (a missing glob match is no error).
-    """
-    entries = []
-    for _, _, blobs, sources, pns in supermachine_crate_arches(d).values():
-        entries.append('%s/*:True' % blobs)
-        entries += ['%s/*/%s-[0-9]*:True' % (sources, pn) for pn in pns]
-    return ' '.join(entries)
-
-do_compile[file-checksums] += "${@supermachine_crate_inputs(d)}"
 do_compile[cleandirs] = "${B}"
 
 # supermachine_crate_collect ARCH BLOBS_DIR SOURCES_DIR "SOURCE_PNS" FILES...
@@ -83,7 +80,10 @@ supermachine_crate_collect() {
 	arch=$1; blobs=$2; sources=$3; pns=$4; shift 4
 	for f in "$@"; do
 		[ -f "$blobs/$f" ] || bbfatal "$blobs/$f is missing: the $arch multiconfig did not deploy it"
-		install -D -m 0644 "$blobs/$f" "${B}/blobs/$arch/$f"
+		# Executable as deployed (the agent, busybox, init-oci), else plain.
+		mode=0644
+		[ ! -x "$blobs/$f" ] || mode=0755
+		install -D -m $mode "$blobs/$f" "${B}/blobs/$arch/$f"
 	done
 	for pn in $pns; do
 		found=
@@ -104,7 +104,6 @@ do_compile() {
 	supermachine_crate_collect aarch64 ${SUPERMACHINE_CRATE_BLOBS_AARCH64} \
 		${SUPERMACHINE_CRATE_SOURCES_AARCH64} "${SUPERMACHINE_CRATE_SOURCE_PNS_AARCH64}" \
 		${SUPERMACHINE_CRATE_FILES_AARCH64}
-	chmod 0755 ${B}/blobs/*/supermachine-agent ${B}/blobs/x86_64/busybox ${B}/blobs/aarch64/init-oci
 
 	install -d ${B}/licenses
 	for id in ${SUPERMACHINE_CRATE_LICENSES}; do

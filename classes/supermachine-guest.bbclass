@@ -15,4 +15,19 @@ python () {
         raise bb.parse.SkipRecipe("built only in the supermachine-x86-64/supermachine-aarch64 "
                                   "multiconfigs: add them to BBMULTICONFIG and build "
                                   "supermachine-kernel-assets")
+    # supermachine-kernel-assets, in the default configuration, cannot read this
+    # multiconfig's variables: it collects from the paths of conf/layer.conf. Fail here,
+    # at parse time, rather than in its do_compile after the whole build.
+    mc = d.getVar('BB_CURRENT_MC')
+    for var in ('DEPLOY_DIR_IMAGE', 'DEPLOY_DIR_SRC'):
+        have, want = d.getVar(var), d.getVar('SUPERMACHINE_GUEST_' + var)
+        if have != want:
+            bb.fatal('multiconfig %s deploys %s to %s, but supermachine-kernel-assets collects '
+                     'from %s: set SUPERMACHINE_%s_%s = "%s" in local.conf'
+                     % (mc, var, have, want, mc.split('-', 1)[1].replace('-', '_').upper(), var, have))
+    provider = d.getVar('PREFERRED_PROVIDER_virtual/kernel')
+    if provider != 'linux-supermachine':
+        bb.fatal('multiconfig %s builds the kernel %s, not linux-supermachine: a '
+                 'PREFERRED_PROVIDER_virtual/kernel:supermachine setting overrides the '
+                 "layer's; remove it" % (mc, provider))
 }

@@ -3,7 +3,10 @@ DESCRIPTION = "The initramfs that boots a supermachine guest into its container:
 x86_64 a /init rendered from files/init with a static busybox, on aarch64 init-oci as \
 /init; the static agent in both. Written by supermachine-initramfs, as in the host build."
 HOMEPAGE = "https://github.com/supermachine-dev/meta-supermachine"
+# The x86_64 archive holds busybox (GPL-2.0-only & bzip2-1.0.6); the aarch64 one only the
+# MIT agent and init-oci.
 LICENSE = "MIT"
+LICENSE:x86-64 = "MIT & GPL-2.0-only & bzip2-1.0.6"
 LIC_FILES_CHKSUM = "file://COPYING.MIT;md5=70c9ff6c1b20c88748d7a612a84d5535"
 
 DEPENDS = "supermachine-tools-native"

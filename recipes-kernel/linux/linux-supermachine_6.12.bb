@@ -54,11 +54,14 @@ export KBUILD_BUILD_HOST = "supermachine"
 EXTRA_OEMAKE:append = " RUSTC=false"
 
 # tinyconfig, the fragments, olddefconfig, and a failure naming every fragment symbol
-# that did not survive: the same script as the host build.
+# that did not survive: the same script as the host build. It makes with EXTRA_OEMAKE
+# (cross compiler, linker, host tools) as do_compile does: configured for another
+# compiler, do_compile would re-resolve the .config, past the check.
 KERNEL_CONFIG_COMMAND = "sh ${UNPACKDIR}/kconfig-apply ${S} ${B} ${ARCH} \
     ${@' '.join('${UNPACKDIR}/' + u.replace('file://', '', 1) for u in d.getVar('SUPERMACHINE_KERNEL_FRAGMENTS').split())} \
     ${UNPACKDIR}/${SUPERMACHINE_KERNEL_ARCH_FRAGMENT} \
-    ${@'${UNPACKDIR}/tsi.cfg' if 'file://tsi.cfg' in d.getVar('SUPERMACHINE_KERNEL_TSI').split() else ''}"
+    ${@'${UNPACKDIR}/tsi.cfg' if 'file://tsi.cfg' in d.getVar('SUPERMACHINE_KERNEL_TSI').split() else ''} \
+    -- ${EXTRA_OEMAKE}"
 
 do_deploy:append() {
 	install -d ${SUPERMACHINE_BLOBS_DIR}/kernel

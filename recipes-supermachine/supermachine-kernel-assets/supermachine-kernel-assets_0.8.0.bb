@@ -29,8 +29,8 @@ SUPERMACHINE_CRATE_TEMPLATES = "${S}/files/crates"
 SUPERMACHINE_CRATE_CARGO_LOCK = "${S}/Cargo.lock"
 
 SUPERMACHINE_CRATE_MULTICONFIG_X86_64 = "supermachine-x86-64"
-SUPERMACHINE_CRATE_BLOBS_X86_64 = "${SUPERMACHINE_X86_64_TMPDIR}/deploy/images/${SUPERMACHINE_X86_64_MACHINE}/${SUPERMACHINE_BLOBS_SUBDIR}"
-SUPERMACHINE_CRATE_SOURCES_X86_64 = "${SUPERMACHINE_X86_64_TMPDIR}/deploy/sources"
+SUPERMACHINE_CRATE_BLOBS_X86_64 = "${SUPERMACHINE_X86_64_DEPLOY_DIR_IMAGE}/${SUPERMACHINE_BLOBS_SUBDIR}"
+SUPERMACHINE_CRATE_SOURCES_X86_64 = "${SUPERMACHINE_X86_64_DEPLOY_DIR_SRC}"
 SUPERMACHINE_CRATE_FILES_X86_64 = "kernel/bzImage kernel/vmlinux kernel/config busybox \
     supermachine-agent initramfs.cpio.gz"
 SUPERMACHINE_CRATE_TASKS_X86_64 = "\
@@ -38,15 +38,12 @@ SUPERMACHINE_CRATE_TASKS_X86_64 = "\
     busybox:do_deploy \
     supermachine-agent:do_deploy \
     supermachine-guest-initramfs:do_deploy \
-    linux-supermachine:do_deploy_archives \
-    busybox:do_deploy_archives \
-    supermachine-agent:do_deploy_archives \
 "
-SUPERMACHINE_CRATE_SOURCE_PNS_X86_64 = "linux-supermachine busybox supermachine-agent"
+SUPERMACHINE_CRATE_SOURCE_PNS_X86_64 = "${SUPERMACHINE_X86_64_SOURCE_PNS}"
 
 SUPERMACHINE_CRATE_MULTICONFIG_AARCH64 = "supermachine-aarch64"
-SUPERMACHINE_CRATE_BLOBS_AARCH64 = "${SUPERMACHINE_AARCH64_TMPDIR}/deploy/images/${SUPERMACHINE_AARCH64_MACHINE}/${SUPERMACHINE_BLOBS_SUBDIR}"
-SUPERMACHINE_CRATE_SOURCES_AARCH64 = "${SUPERMACHINE_AARCH64_TMPDIR}/deploy/sources"
+SUPERMACHINE_CRATE_BLOBS_AARCH64 = "${SUPERMACHINE_AARCH64_DEPLOY_DIR_IMAGE}/${SUPERMACHINE_BLOBS_SUBDIR}"
+SUPERMACHINE_CRATE_SOURCES_AARCH64 = "${SUPERMACHINE_AARCH64_DEPLOY_DIR_SRC}"
 SUPERMACHINE_CRATE_FILES_AARCH64 = "kernel/Image kernel/config init-oci smpark.ko \
     supermachine-agent initramfs.cpio.gz"
 SUPERMACHINE_CRATE_TASKS_AARCH64 = "\
@@ -55,9 +52,5 @@ SUPERMACHINE_CRATE_TASKS_AARCH64 = "\
     smpark:do_deploy \
     supermachine-agent:do_deploy \
     supermachine-guest-initramfs:do_deploy \
-    linux-supermachine:do_deploy_archives \
-    init-oci:do_deploy_archives \
-    smpark:do_deploy_archives \
-    supermachine-agent:do_deploy_archives \
 "
-SUPERMACHINE_CRATE_SOURCE_PNS_AARCH64 = "linux-supermachine init-oci smpark supermachine-agent"
+SUPERMACHINE_CRATE_SOURCE_PNS_AARCH64 = "${SUPERMACHINE_AARCH64_SOURCE_PNS}"

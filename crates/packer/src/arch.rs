@@ -36,7 +36,7 @@ pub struct Blob {
     pub mode: u32,
     /// Its expected format.
     pub kind: BlobKind,
-    /// SPDX identifier of its licence.
+    /// SPDX licence expression of the blob: identifiers joined by ` AND `.
     pub license: &'static str,
     /// What it is, for NOTICE and the manifest.
     pub what: &'static str,
@@ -68,6 +68,9 @@ pub const KERNEL_CONFIG: &str = "kernel/config";
 
 const GPL: &str = "GPL-2.0-only";
 const MIT: &str = "MIT";
+/// BusyBox's bzip2 applet is bzip2's own code, under bzip2's licence (OE-core's busybox
+/// recipe says "GPL-2.0-only & bzip2-1.0.6").
+const BUSYBOX: &str = "GPL-2.0-only AND bzip2-1.0.6";
 
 /// The x86_64 crate: bzImage, busybox, agent.
 pub const X86_64: Arch = Arch {
@@ -93,7 +96,7 @@ pub const X86_64: Arch = Arch {
             env: "SUPERMACHINE_X86_BUSYBOX_PATH",
             mode: 0o755,
             kind: BlobKind::StaticExe,
-            license: GPL,
+            license: BUSYBOX,
             what: "BusyBox (static)",
             cargo_package: None,
         },
@@ -172,12 +175,22 @@ pub const ALL: [Arch; 2] = [X86_64, AARCH64];
 pub const FACADE: &str = "supermachine-kernel";
 
 impl Arch {
-    /// The SPDX licence expression covering every blob of the crate (its code is MIT too).
-    pub fn license_expression(&self) -> String {
-        let mut ids: Vec<&str> = self.blobs.iter().map(|b| b.license).collect();
+    /// The SPDX identifiers of every blob's licence and MIT (the crate's own code), sorted:
+    /// the crate carries the text of each.
+    pub fn license_ids(&self) -> Vec<&'static str> {
+        let mut ids: Vec<&'static str> = self
+            .blobs
+            .iter()
+            .flat_map(|b| b.license.split(" AND "))
+            .collect();
         ids.push(MIT);
         ids.sort_unstable();
         ids.dedup();
-        ids.join(" AND ")
+        ids
+    }
+
+    /// The SPDX licence expression covering every blob of the crate (its code is MIT too).
+    pub fn license_expression(&self) -> String {
+        self.license_ids().join(" AND ")
     }
 }

@@ -11,10 +11,22 @@ use crate::lock::Lock;
 use crate::sbom;
 use crate::template::{self, Vars};
 
-/// Where the licence texts go, in each crate and in the output directory.
-pub const GPL_FILE: &str = "LICENSES/GPL-2.0-only.txt";
-/// See [`GPL_FILE`].
-pub const MIT_FILE: &str = "LICENSES/MIT.txt";
+/// Where the text of licence `id` goes, in each crate and in the output directory.
+pub fn license_file(id: &str) -> String {
+    format!("LICENSES/{id}.txt")
+}
+
+/// The sentence of NOTICE naming the licence files of `ids`.
+fn license_files(ids: &[&str]) -> String {
+    let files: Vec<String> = ids.iter().map(|id| license_file(id)).collect();
+    match files.split_last() {
+        Some((last, rest)) if !rest.is_empty() => {
+            format!("The texts are in {} and {last}.", rest.join(", "))
+        }
+        Some((last, _)) => format!("The text is in {last}."),
+        None => String::new(),
+    }
+}
 
 /// A finished crate.
 #[derive(Debug, Clone)]
@@ -74,10 +86,7 @@ impl Common<'_> {
             ("RUST_VERSION", env!("CARGO_PKG_RUST_VERSION").to_owned()),
             ("REPOSITORY", env!("CARGO_PKG_REPOSITORY").to_owned()),
             ("SOURCE_NOTE", self.source_note.to_owned()),
-            (
-                "LICENSE_FILES",
-                format!("The texts are in {GPL_FILE} (GNU GPL version 2) and {MIT_FILE}."),
-            ),
+            ("LICENSE_FILES", license_files(&self.licenses.ids())),
         ])
     }
 }
@@ -98,6 +107,7 @@ pub fn per_arch(common: &Common, inputs: &ArchInputs) -> Result<Crate> {
     let id = build_id(inputs);
     let mut vars = common.vars();
     vars.insert("LICENSE", arch.license_expression());
+    vars.insert("LICENSE_FILES", license_files(&arch.license_ids()));
     vars.insert("KERNEL_RELEASE", inputs.kernel_release.clone());
     vars.insert("BUILD_ID", id.clone());
     vars.insert("BLOB_TABLE", blob_table_rs(inputs));
@@ -121,8 +131,9 @@ pub fn per_arch(common: &Common, inputs: &ArchInputs) -> Result<Crate> {
         xz_sizes.push(xz.len() as u64);
         files.push((format!("blobs/{}.xz", blob.spec.name), xz));
     }
-    files.push((GPL_FILE.to_owned(), common.licenses.gpl2.clone()));
-    files.push((MIT_FILE.to_owned(), common.licenses.mit.clone()));
+    for id in arch.license_ids() {
+        files.push((license_file(id), common.licenses.text(id)?));
+    }
     files.push(("NOTICE".to_owned(), notice(common, &vars)?));
     let sbom = sbom::per_arch(
         &common.sbom_context(),
@@ -143,9 +154,20 @@ pub fn per_arch(common: &Common, inputs: &ArchInputs) -> Result<Crate> {
 pub fn facade(common: &Common, x86_64: &ArchInputs, aarch64: &ArchInputs) -> Result<Crate> {
     let mut vars = common.vars();
     vars.insert("LICENSE", "MIT".to_owned());
+    let per_arch_files: Vec<String> = common
+        .licenses
+        .ids()
+        .iter()
+        .filter(|id| **id != "MIT")
+        .map(|id| license_file(id))
+        .collect();
     vars.insert(
         "LICENSE_FILES",
-        format!("This crate carries {MIT_FILE}; the per-arch crates carry {GPL_FILE} as well."),
+        format!(
+            "This crate carries {}; the per-arch crates carry {} as well.",
+            license_file("MIT"),
+            per_arch_files.join(", ")
+        ),
     );
     vars.insert("KERNEL_RELEASE", kernel_releases(&[x86_64, aarch64]));
     vars.insert(
@@ -163,7 +185,7 @@ pub fn facade(common: &Common, x86_64: &ArchInputs, aarch64: &ArchInputs) -> Res
         format!("{}\n\n{}", bundled(x86_64), bundled(aarch64)),
     );
     let mut files = template::render_dir(&common.templates.join(FACADE), &vars)?;
-    files.push((MIT_FILE.to_owned(), common.licenses.mit.clone()));
+    files.push((license_file("MIT"), common.licenses.text("MIT")?));
     files.push(("NOTICE".to_owned(), notice(common, &vars)?));
     let per_arch: Vec<(&str, &str, String)> = [x86_64, aarch64]
         .iter()

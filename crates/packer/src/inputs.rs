@@ -1,6 +1,7 @@
 //! Reading and validating the inputs: one directory per arch in the host-build layout,
 //! and the licence texts. Everything is checked here, before any output exists.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -166,18 +167,47 @@ fn busybox_version(data: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
 
-/// The licence texts every crate may carry.
+/// The licence texts the crates carry, by SPDX identifier.
 #[derive(Debug, Clone)]
 pub struct Licenses {
-    /// GNU GPL version 2.
-    pub gpl2: Vec<u8>,
-    /// MIT, the agent's and this repository's licence.
-    pub mit: Vec<u8>,
+    texts: BTreeMap<&'static str, Vec<u8>>,
 }
 
-/// Reads the GPL text (`GPL-2.0` or `GPL-2.0-only` in `dir`, as the kernel tree and
-/// Yocto's common-licenses name it) and the MIT text.
-pub fn licenses(dir: &Path, mit: &Path) -> Result<Licenses> {
+impl Licenses {
+    /// The text of `id`. Every identifier of a loaded arch was read by [`licenses`], so a
+    /// missing one is a bug in the packer, reported as such rather than as a panic.
+    pub fn text(&self, id: &str) -> Result<Vec<u8>> {
+        self.texts.get(id).cloned().ok_or_else(|| {
+            Error::Usage(format!(
+                "internal error: the {id} licence text was not read"
+            ))
+        })
+    }
+
+    /// The identifiers read, sorted.
+    pub fn ids(&self) -> Vec<&'static str> {
+        self.texts.keys().copied().collect()
+    }
+}
+
+/// Reads the text of every licence in `ids`: MIT from `mit`, the others from `dir` by
+/// their SPDX identifier, as Yocto's common-licenses names them (GPL-2.0-only also as
+/// `GPL-2.0`, the kernel tree's LICENSES/preferred/ name). Each is checked to be the
+/// licence it is named after.
+pub fn licenses(dir: &Path, mit: &Path, ids: &[&'static str]) -> Result<Licenses> {
+    let mut texts = BTreeMap::new();
+    for &id in ids {
+        let text = match id {
+            "MIT" => mit_text(mit)?,
+            "GPL-2.0-only" => gpl2_text(dir)?,
+            _ => other_text(dir, id)?,
+        };
+        texts.insert(id, text);
+    }
+    Ok(Licenses { texts })
+}
+
+fn gpl2_text(dir: &Path) -> Result<Vec<u8>> {
     let candidates = [dir.join("GPL-2.0-only"), dir.join("GPL-2.0")];
     let gpl_path = candidates
         .iter()
@@ -195,6 +225,10 @@ pub fn licenses(dir: &Path, mit: &Path) -> Result<Licenses> {
     if !(text.contains("GNU GENERAL PUBLIC LICENSE") && text.contains("Version 2")) {
         return Err(Error::invalid(gpl_path, "not the GNU GPL version 2 text"));
     }
+    Ok(gpl2)
+}
+
+fn mit_text(mit: &Path) -> Result<Vec<u8>> {
     let mit_bytes = fs::read(mit).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Missing {
             file: mit.to_path_buf(),
@@ -207,10 +241,42 @@ pub fn licenses(dir: &Path, mit: &Path) -> Result<Licenses> {
     if !String::from_utf8_lossy(&mit_bytes).contains("Permission is hereby granted") {
         return Err(Error::invalid(mit, "not an MIT licence text"));
     }
-    Ok(Licenses {
-        gpl2,
-        mit: mit_bytes,
-    })
+    Ok(mit_bytes)
+}
+
+/// Phrases the text of a licence other than GPL-2.0 and MIT must contain.
+fn markers(id: &str) -> &'static [&'static str] {
+    match id {
+        "bzip2-1.0.6" => &[
+            "Julian",
+            "Redistribution and use in source and binary forms",
+        ],
+        _ => &[],
+    }
+}
+
+fn other_text(dir: &Path, id: &str) -> Result<Vec<u8>> {
+    let path = dir.join(id);
+    let data = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Missing {
+            file: path.clone(),
+            hint: format!(
+                "--license-dir {} must hold the {id} licence text, named {id} as in Yocto's \
+                 common-licenses (scripts/build writes out/licenses/{id} from the licence \
+                 of the Debian package that has it)",
+                dir.display()
+            ),
+        },
+        _ => Error::io(&path, e),
+    })?;
+    let text = String::from_utf8_lossy(&data);
+    if let Some(missing) = markers(id).iter().find(|m| !text.contains(*m)) {
+        return Err(Error::invalid(
+            &path,
+            format!("not the {id} licence text (it lacks \"{missing}\")"),
+        ));
+    }
+    Ok(data)
 }
 
 /// The default `--agent-license`: COPYING.MIT at the top of the repository that holds

@@ -49,7 +49,8 @@ pub struct Options {
     pub x86_64: Option<PathBuf>,
     /// aarch64 inputs in the host-build layout, if built.
     pub aarch64: Option<PathBuf>,
-    /// Directory holding the GPL-2.0 text.
+    /// Directory holding the texts of the blobs' licences by SPDX identifier, as Yocto's
+    /// common-licenses: `GPL-2.0-only` (or `GPL-2.0`), and `bzip2-1.0.6` for x86_64's busybox.
     pub license_dir: PathBuf,
     /// The agent's (MIT) licence text; default: `COPYING.MIT` of the repository.
     pub agent_license: Option<PathBuf>,
@@ -81,7 +82,6 @@ pub fn pack(opts: &Options) -> Result<Report> {
         .agent_license
         .clone()
         .unwrap_or_else(|| inputs::default_agent_license(&opts.templates));
-    let licenses = inputs::licenses(&opts.license_dir, &agent_license)?;
     let cargo_lock = opts
         .cargo_lock
         .clone()
@@ -106,6 +106,15 @@ pub fn pack(opts: &Options) -> Result<Report> {
             why.join("; ")
         )));
     }
+    // The texts of every licence of the crates to be written, MIT always (the facade's).
+    let mut license_ids: Vec<&'static str> = loaded
+        .iter()
+        .flat_map(|inputs| inputs.arch.license_ids())
+        .chain(["MIT"])
+        .collect();
+    license_ids.sort_unstable();
+    license_ids.dedup();
+    let licenses = inputs::licenses(&opts.license_dir, &agent_license, &license_ids)?;
     if loaded.len() < arch::ALL.len() {
         skipped.push(Skipped {
             arch: "all",
@@ -170,16 +179,13 @@ pub fn pack(opts: &Options) -> Result<Report> {
         tops.push(format!("{}.crate", c.root));
     }
     let arches: Vec<&inputs::ArchInputs> = loaded.iter().collect();
-    files.push(OutFile {
-        path: crates::GPL_FILE.into(),
-        data: licenses.gpl2.clone(),
-        mode: 0o644,
-    });
-    files.push(OutFile {
-        path: crates::MIT_FILE.into(),
-        data: licenses.mit.clone(),
-        mode: 0o644,
-    });
+    for id in licenses.ids() {
+        files.push(OutFile {
+            path: crates::license_file(id),
+            data: licenses.text(id)?,
+            mode: 0o644,
+        });
+    }
     files.push(OutFile {
         path: "NOTICE".into(),
         data: crates::output_notice(&common, &arches)?,

@@ -22,7 +22,9 @@ manifest.json, LICENSES/ and NOTICE.
                            supermachine-agent
   --aarch64 DIR            aarch64 inputs: kernel/Image kernel/config init-oci
                            supermachine-agent smpark.ko
-  --license-dir DIR        holds the GPL-2.0 text as GPL-2.0 or GPL-2.0-only
+  --license-dir DIR        the blobs' licence texts, named by SPDX identifier as in
+                           Yocto's common-licenses: GPL-2.0-only (or GPL-2.0), and
+                           bzip2-1.0.6 when x86_64 is packed (busybox's bzip2 applet)
   --agent-license FILE     the agent's MIT text (default: COPYING.MIT of the repository)
   --cargo-lock FILE        the Cargo.lock the agent and init-oci were built with, for the
                            SBOM (default: Cargo.lock of the repository)

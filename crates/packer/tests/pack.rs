@@ -76,6 +76,7 @@ fn packs_both_arches_and_the_facade() {
             "supermachine-kernel-x86-64-0.7.70/Cargo.toml",
             "supermachine-kernel-x86-64-0.7.70/LICENSES/GPL-2.0-only.txt",
             "supermachine-kernel-x86-64-0.7.70/LICENSES/MIT.txt",
+            "supermachine-kernel-x86-64-0.7.70/LICENSES/bzip2-1.0.6.txt",
             "supermachine-kernel-x86-64-0.7.70/NOTICE",
             "supermachine-kernel-x86-64-0.7.70/README.md",
             "supermachine-kernel-x86-64-0.7.70/blobs/busybox.xz",
@@ -121,7 +122,7 @@ fn packs_both_arches_and_the_facade() {
     assert!(build_rs.contains(&supermachine_packer::sha256_hex(&bz)));
     let cargo_toml = fs::read_to_string(tree.join("Cargo.toml")).unwrap();
     assert!(
-        cargo_toml.contains("license = \"GPL-2.0-only AND MIT\""),
+        cargo_toml.contains("license = \"GPL-2.0-only AND MIT AND bzip2-1.0.6\""),
         "{cargo_toml}"
     );
     assert!(cargo_toml.contains("version = \"0.7.70\""));
@@ -187,7 +188,7 @@ fn packs_both_arches_and_the_facade() {
     }
     assert_eq!(
         listing(&out.join("LICENSES")),
-        ["GPL-2.0-only.txt", "MIT.txt"]
+        ["GPL-2.0-only.txt", "MIT.txt", "bzip2-1.0.6.txt"]
     );
     let notice = fs::read_to_string(out.join("NOTICE")).unwrap();
     assert!(notice.contains("the sources of the test"), "{notice}");
@@ -255,12 +256,17 @@ fn a_missing_arch_is_skipped_and_the_facade_with_it() {
         assert_eq!(m["crates"].as_array().unwrap().len(), 1);
         assert_eq!(m["skipped"][0]["arch"], "aarch64");
     }
-    // x86_64 absent works the same way.
+    // x86_64 absent works the same way, and needs no bzip2 text (only busybox has it).
+    fs::remove_file(f.path("licenses/bzip2-1.0.6")).unwrap();
     let mut opts = f.options("arm-only");
     opts.x86_64 = None;
     let report = pack(&opts).unwrap();
     assert_eq!(report.crates.len(), 1);
     assert!(report.crates[0].ends_with("supermachine-kernel-aarch64-0.7.70.crate"));
+    assert_eq!(
+        listing(&f.path("arm-only/LICENSES")),
+        ["GPL-2.0-only.txt", "MIT.txt"]
+    );
 }
 
 #[test]
@@ -324,6 +330,40 @@ fn build_metadata_stays_out_of_the_facade_requirement() {
         let err = pack(&opts).unwrap_err().to_string();
         assert!(err.contains("not a semver version"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn busybox_carries_the_bzip2_licence() {
+    let f = Fixture::new();
+    pack(&f.options("out")).unwrap();
+    let tree = f.path("out/supermachine-kernel-x86-64-0.7.70");
+    assert_eq!(
+        fs::read(tree.join("LICENSES/bzip2-1.0.6.txt")).unwrap(),
+        fs::read(f.path("licenses/bzip2-1.0.6")).unwrap()
+    );
+    let notice = fs::read_to_string(tree.join("NOTICE")).unwrap();
+    assert!(
+        notice.contains("LICENSES/bzip2-1.0.6.txt")
+            && notice.contains("GPL-2.0-only AND bzip2-1.0.6"),
+        "{notice}"
+    );
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&fs::read(tree.join("sbom.spdx.json")).unwrap()).unwrap();
+    let busybox = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("busybox") || n.contains("BusyBox"))
+        })
+        .unwrap_or_else(|| panic!("no busybox package in {sbom}"));
+    assert_eq!(busybox["licenseDeclared"], "GPL-2.0-only AND bzip2-1.0.6");
+    // The aarch64 crate bundles no busybox: no bzip2 text.
+    assert!(!f
+        .path("out/supermachine-kernel-aarch64-0.7.70/LICENSES/bzip2-1.0.6.txt")
+        .exists());
 }
 
 #[test]

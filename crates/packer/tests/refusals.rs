@@ -261,6 +261,29 @@ fn wrong_gpl_text() {
 }
 
 #[test]
+fn missing_bzip2_text() {
+    // x86_64's busybox is GPL-2.0-only AND bzip2-1.0.6: its crate needs both texts.
+    let f = Fixture::new();
+    fs::remove_file(f.path("licenses/bzip2-1.0.6")).unwrap();
+    let file = f.path("licenses/bzip2-1.0.6").display().to_string();
+    refused(
+        &f,
+        f.options("out"),
+        &file,
+        "must hold the bzip2-1.0.6 licence text",
+    );
+}
+
+#[test]
+fn wrong_bzip2_text() {
+    refuse_input(
+        "licenses/bzip2-1.0.6",
+        b"Permission is hereby granted, free of charge\n",
+        "not the bzip2-1.0.6 licence text",
+    );
+}
+
+#[test]
 fn missing_agent_licence() {
     let f = Fixture::new();
     let mut opts = f.options("out");

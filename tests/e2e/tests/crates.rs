@@ -36,6 +36,19 @@ fn host_out() -> PathBuf {
         .unwrap_or_else(|| workspace().join("out"))
 }
 
+/// The host build's licence texts (out/licenses/), or a panic that says how to make them.
+fn licenses_dir() -> PathBuf {
+    let dir = host_out().join("licenses");
+    for id in ["GPL-2.0", "bzip2-1.0.6"] {
+        assert!(
+            dir.join(id).is_file(),
+            "no {id} licence text in {}: run `scripts/build`, which writes out/licenses/",
+            dir.display()
+        );
+    }
+    dir
+}
+
 /// The input directory of `arch`, complete, or a panic that says how to make it.
 fn arch_inputs(arch: &Arch) -> PathBuf {
     let dir = host_out().join(arch.name);
@@ -73,13 +86,7 @@ fn packed() -> &'static Packed {
         let inputs: Vec<PathBuf> = ALL.iter().map(arch_inputs).collect();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("crates");
-        let license_dir = inputs
-            .iter()
-            .map(|d| d.join("kernel"))
-            .find(|d| d.join("GPL-2.0").is_file() || d.join("GPL-2.0-only").is_file())
-            .unwrap_or_else(|| {
-                panic!("no kernel/GPL-2.0 in the host build's output: run `scripts/build`")
-            });
+        let license_dir = licenses_dir();
         let report = supermachine_packer::pack(&supermachine_packer::Options {
             templates: workspace().join("files/crates"),
             out: out.clone(),
@@ -1027,7 +1034,7 @@ fn build_metadata_version_satisfies_the_published_pin_through_patch() {
         out: out.clone(),
         x86_64: Some(inputs[0].clone()),
         aarch64: Some(inputs[1].clone()),
-        license_dir: inputs[0].join("kernel"),
+        license_dir: licenses_dir(),
         agent_license: None,
         cargo_lock: None,
         source_date_epoch: 1_700_000_000,

@@ -196,6 +196,11 @@ impl Fixture {
             "licenses/GPL-2.0",
             b"Valid-License-Identifier: GPL-2.0-only\n\n\t\t    GNU GENERAL PUBLIC LICENSE\n\t\t       Version 2, June 1991\n",
         );
+        // Stand-ins carrying the phrases the packer checks, not the licence texts.
+        f.write(
+            "licenses/bzip2-1.0.6",
+            b"copyright (C) Julian R Seward\n\nRedistribution and use in source and binary forms, ...\n",
+        );
         f.write(
             "COPYING.MIT",
             b"Copyright (c) test\n\nPermission is hereby granted, free of charge, ...\n",
