@@ -32,15 +32,28 @@ use std::time::Duration;
 
 use cmdline::BootArgs;
 
-const USAGE: &str = "usage: init-oci   (as PID 1 of a supermachine aarch64 guest: rdinit=/init)\n";
+const USAGE: &str = "usage: init-oci                      (as PID 1 of a supermachine aarch64 guest: rdinit=/init)\n       init-oci smpark park|unpark   (drive /dev/smpark, as the agent's smpark controls do)\n";
 
 fn main() -> ExitCode {
     if sys::is_pid_one() {
         boot();
     }
     // Not PID 1: never mount or power off the machine someone ran this on.
-    match std::env::args().nth(1).as_deref() {
-        Some("--help" | "-h") => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["smpark", action @ ("park" | "unpark")] => match smpark::control(action == &"park") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("init-oci: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        ["--help" | "-h"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
