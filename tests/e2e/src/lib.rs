@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod assets;
+pub mod hvf;
 pub mod qemu;
 
 pub use agent::{boot_agent, sh, sh_stdout};
