@@ -38,8 +38,10 @@ do_compile() {
 	install -d $root
 	if [ "${TARGET_ARCH}" = x86_64 ]; then
 		install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/supermachine-agent $root$AGENT_INITRAMFS_PATH
-		# /init calls every applet as `busybox APPLET`: no applet links needed.
-		install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/busybox $root/bin/busybox
+		# The layout of supermachine's KVM initramfs; /init calls every applet as
+		# `busybox APPLET`, so no applet links are needed.
+		install -d $root/bin $root/modules $root/proc $root/dev $root/sys
+		install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/busybox $root$BUSYBOX_INITRAMFS_PATH
 		supermachine-initramfs render-init --conf ${S}/files/init/init.conf \
 			--template ${S}/files/init/init.sh.in --out $root/init
 		chmod 0755 $root/init

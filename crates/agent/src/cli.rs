@@ -1,83 +1,97 @@
-//! Command line and kernel command line.
+//! Command line: the three ways the host starts the agent.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// What to listen on.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Options {
-    /// `--vsock-port N`.
-    pub vsock_port: Option<u32>,
-    /// `--unix PATH`.
-    pub unix: Option<PathBuf>,
-    /// `--subreaper`.
-    pub subreaper: bool,
+/// Names a Unix socket to listen on as well (tests; the runsc backend writes the name).
+pub const UNIX_SOCKET_ENV: &str = "SUPERMACHINE_AGENT_UNIX_SOCKET";
+
+/// What the agent was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No arguments: serve connections on vsock port 1028 (and a Unix socket when
+    /// [`UNIX_SOCKET_ENV`] is set).
+    Listen {
+        /// From [`UNIX_SOCKET_ENV`].
+        unix: Option<PathBuf>,
+    },
+    /// `--exec-stdio`: one connection on stdin/stdout.
+    ExecStdio,
+    /// `--tcp-stdio HOST PORT`: copy bytes between stdin/stdout and a TCP connection.
+    TcpStdio {
+        /// Host to connect to.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
 }
 
 /// The usage text.
-pub const USAGE: &str = "usage: supermachine-agent [--vsock-port N] [--unix PATH] [--subreaper]";
+pub const USAGE: &str = "usage: supermachine-agent [--exec-stdio | --tcp-stdio HOST PORT]\n\
+    (no arguments: listen on vsock port 1028; set SUPERMACHINE_AGENT_UNIX_SOCKET=PATH to \
+    listen on a Unix socket too)";
 
-/// Parses the arguments (without the program name).
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String> {
-    let mut opts = Options::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("--vsock-port") => {
-                let v = args.next().ok_or("--vsock-port needs a value")?;
-                let port = v
-                    .to_str()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("bad port {v:?}"))?;
-                opts.vsock_port = Some(port);
-            }
-            Some("--unix") => {
-                opts.unix = Some(args.next().ok_or("--unix needs a path")?.into());
-            }
-            Some("--subreaper") => opts.subreaper = true,
-            Some("-h" | "--help") => return Err(USAGE.into()),
-            _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
+/// Parses the arguments (without the program name) and the socket variable.
+pub fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    unix_env: Option<OsString>,
+) -> Result<Mode, String> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let strs: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
+    match strs.as_slice() {
+        [] => Ok(Mode::Listen {
+            unix: unix_env.filter(|p| !p.is_empty()).map(PathBuf::from),
+        }),
+        [Some("--exec-stdio")] => Ok(Mode::ExecStdio),
+        [Some("--tcp-stdio"), Some(host), Some(port)] => {
+            let port = port.parse().map_err(|_| {
+                format!("--tcp-stdio: bad port {port:?}; give a number 1-65535\n{USAGE}")
+            })?;
+            Ok(Mode::TcpStdio {
+                host: (*host).to_string(),
+                port,
+            })
         }
+        [Some("--tcp-stdio"), ..] => Err(format!("--tcp-stdio needs HOST and PORT\n{USAGE}")),
+        [Some("-h" | "--help"), ..] => Err(USAGE.into()),
+        _ => Err(format!("unknown arguments {args:?}\n{USAGE}")),
     }
-    Ok(opts)
-}
-
-/// The `supermachine.agent_port=N` word of a kernel command line, if any.
-pub fn port_from_cmdline(cmdline: &str) -> Option<u32> {
-    cmdline
-        .split_ascii_whitespace()
-        // The last occurrence wins, as for kernel parameters.
-        .rev()
-        .find_map(|w| w.strip_prefix("supermachine.agent_port="))
-        .and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
+    fn p(args: &[&str], env: Option<&str>) -> Result<Mode, String> {
+        parse(args.iter().map(OsString::from), env.map(OsString::from))
     }
 
     #[test]
-    fn parses_flags() {
-        let o = parse(args(&["--vsock-port", "9", "--unix", "/x", "--subreaper"])).unwrap();
-        assert_eq!(o.vsock_port, Some(9));
-        assert_eq!(o.unix, Some(PathBuf::from("/x")));
-        assert!(o.subreaper);
-        assert!(parse(args(&["--vsock-port", "x"])).is_err());
-        assert!(parse(args(&["--vsock-port"])).is_err());
-        assert!(parse(args(&["--bogus"])).is_err());
-    }
-
-    #[test]
-    fn reads_cmdline_port() {
+    fn modes() {
+        assert_eq!(p(&[], None), Ok(Mode::Listen { unix: None }));
         assert_eq!(
-            port_from_cmdline("console=ttyS0 supermachine.agent_port=7200 quiet\n"),
-            Some(7200)
+            p(&[], Some("/tmp/s")),
+            Ok(Mode::Listen {
+                unix: Some("/tmp/s".into())
+            })
         );
-        assert_eq!(port_from_cmdline("supermachine.agent_port=x"), None);
-        assert_eq!(port_from_cmdline("console=ttyS0"), None);
+        assert_eq!(p(&[], Some("")), Ok(Mode::Listen { unix: None }));
+        assert_eq!(p(&["--exec-stdio"], None), Ok(Mode::ExecStdio));
+        assert_eq!(
+            p(&["--tcp-stdio", "127.0.0.1", "8080"], None),
+            Ok(Mode::TcpStdio {
+                host: "127.0.0.1".into(),
+                port: 8080
+            })
+        );
+        assert!(p(&["--tcp-stdio", "h", "x"], None)
+            .unwrap_err()
+            .contains("bad port"));
+        assert!(p(&["--tcp-stdio", "h"], None)
+            .unwrap_err()
+            .contains("HOST and PORT"));
+        assert!(p(&["--vsock-port", "1"], None)
+            .unwrap_err()
+            .contains("unknown"));
     }
 }

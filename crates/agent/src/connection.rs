@@ -1,277 +1,130 @@
-//! One client connection: the frame reading loop, request dispatch and the shared,
-//! serialized writer.
+//! One connection: its first frame decides between an exec session and one CONTROL call.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
-use supermachine_proto::{
-    encode_frame, negotiate_version, read_frame, skip_payload, DecodeError, ErrorCode, ErrorReply,
-    Frame, FrameError, HelloReply, Message, MAX_FRAME_SIZE, MAX_SESSIONS, PROTOCOL_VERSION,
-    STDIN_WINDOW,
-};
+use supermachine_proto::{read_frame, write_frame, FrameError, Kind};
 
-use crate::guest::{self, Power};
 use crate::reaper::Reaper;
-use crate::session::{self, os_error, SessionHandle};
-use crate::sys::{lock, SocketStream};
+use crate::sys::{poll, read_fd, set_nonblocking, write_some};
+use crate::{control, session};
 
-/// State shared by every connection.
-pub struct Agent {
-    /// The central reaper.
-    pub reaper: Reaper,
-    /// `CLOCK_BOOTTIME` when the listeners were bound.
-    pub ready_boottime_ns: u64,
-    /// The agent is PID 1 (then it never exits, and really powers off).
-    pub pid1: bool,
-    /// Connections being served.
-    pub connections: AtomicU32,
-}
-
-/// Longest error text sent, so error replies stay small whatever caused them.
-const MAX_ERROR_TEXT: usize = 1024;
-
-/// Largest single write to the socket. On vsock each write becomes one packet, and
-/// Linux (6.12.y stable and later) carries packets over 32 KiB as scattered buffers,
-/// which device backends such as vhost-device-vsock 0.3 lose or stall on; smaller
-/// writes keep every packet in one buffer, at no cost on Unix sockets.
-const MAX_WRITE: usize = 16 * 1024;
-
-/// The writing half: whole frames, one at a time, from any thread.
-pub struct Outbox {
-    stream: Mutex<SocketStream>,
-    dead: AtomicBool,
-}
-
-impl Outbox {
-    /// Sends one frame. Returns false once the peer is gone (then the socket is shut
-    /// down, which also ends the reading loop).
-    pub fn send(&self, id: u32, message: &Message) -> bool {
-        use std::io::Write;
-        if self.dead.load(Ordering::SeqCst) {
-            return false;
-        }
-        let bytes = match encode_frame(id, message) {
-            Ok(b) => b,
-            Err(e) => {
-                let err = ErrorReply::new(ErrorCode::Os, format!("reply not sent: {e}"));
-                match encode_frame(id, &Message::Error(err)) {
-                    Ok(b) => b,
-                    Err(_) => return false,
-                }
-            }
-        };
-        let mut stream = lock(&self.stream);
-        let written = bytes
-            .chunks(MAX_WRITE)
-            .try_for_each(|piece| stream.write_all(piece));
-        if written.is_err() {
-            self.dead.store(true, Ordering::SeqCst);
-            stream.shutdown();
-            return false;
-        }
-        true
-    }
-
-    /// Sends an error reply.
-    pub fn error(&self, id: u32, mut reply: ErrorReply) -> bool {
-        if reply.message.len() > MAX_ERROR_TEXT {
-            let mut cut = MAX_ERROR_TEXT;
-            while !reply.message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reply.message.truncate(cut);
-        }
-        self.send(id, &Message::Error(reply))
-    }
-}
-
-/// One connection's state.
+/// Both directions of a connection: the same socket twice, or stdin and stdout.
 pub struct Conn {
-    /// Where replies and events go.
-    pub out: Outbox,
-    /// Running sessions by id.
-    pub sessions: Mutex<HashMap<u32, SessionHandle>>,
-    /// Shared agent state.
-    pub agent: Arc<Agent>,
+    /// Read side.
+    pub r: OwnedFd,
+    /// Write side.
+    pub w: OwnedFd,
+    /// Writes use `send(MSG_NOSIGNAL)`.
+    pub socket: bool,
 }
 
-/// Serves `stream` until the peer closes it or framing is lost.
-pub fn serve(stream: SocketStream, agent: Arc<Agent>) {
-    let Ok(mut reader) = stream.try_clone() else {
-        stream.shutdown();
-        return;
-    };
-    let conn = Arc::new(Conn {
-        out: Outbox {
-            stream: Mutex::new(stream),
-            dead: AtomicBool::new(false),
-        },
-        sessions: Mutex::new(HashMap::new()),
-        agent,
-    });
+impl Conn {
+    /// A connected socket.
+    pub fn socket(fd: OwnedFd) -> io::Result<Conn> {
+        Ok(Conn {
+            w: fd.try_clone()?,
+            r: fd,
+            socket: true,
+        })
+    }
+}
 
-    let mut negotiated = false;
-    let mut buf = Vec::new();
+/// Blocking reads on a raw descriptor.
+struct FdRead(RawFd);
+
+impl Read for FdRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_fd(self.0, buf)
+    }
+}
+
+/// Blocking writes on a raw descriptor.
+struct FdWrite(RawFd, bool);
+
+impl io::Write for FdWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_some(self.0, buf, self.1)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn reply(conn: &Conn, kind: Kind, payload: &[u8]) {
+    let _ = write_frame(
+        &mut FdWrite(conn.w.as_raw_fd(), conn.socket),
+        kind as u8,
+        payload,
+    );
+}
+
+/// Serves one connection to the end. On a socket the reply side is then half-closed
+/// and what the peer still sends is read and dropped (for up to 2 s), so that closing
+/// with unread input does not reset the connection before the peer has read our
+/// last frame.
+pub fn serve(conn: &Conn, reaper: &Reaper) {
+    serve_frames(conn, reaper);
+    if conn.socket {
+        linger(conn);
+    }
+}
+
+fn linger(conn: &Conn) {
+    // SAFETY: plain shutdown(2) on our socket.
+    unsafe { libc::shutdown(conn.w.as_raw_fd(), libc::SHUT_WR) };
+    let _ = set_nonblocking(conn.r.as_raw_fd(), true);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match read_frame(&mut reader, &mut buf) {
-            Ok(frame) => handle(&conn, frame, &mut negotiated),
-            Err(FrameError::Closed) | Err(FrameError::Io(_)) => break,
-            Err(FrameError::Truncated { got }) => {
-                let msg = format!("stream ended inside a frame after {got} bytes");
-                conn.out
-                    .error(0, ErrorReply::new(ErrorCode::Truncated, msg));
-                break;
-            }
-            Err(FrameError::BadMagic) => {
-                let msg = "frame does not start with \"SM\"; closing the connection";
-                conn.out.error(0, ErrorReply::new(ErrorCode::BadMagic, msg));
-                break;
-            }
-            Err(FrameError::Oversized { id, len }) => {
-                let msg = format!("payload of {len} bytes exceeds {MAX_FRAME_SIZE}; skipped");
-                conn.out
-                    .error(id, ErrorReply::new(ErrorCode::Oversized, msg));
-                // Discarding (never buffering) keeps the stream in sync at bounded cost.
-                if skip_payload(&mut reader, len).is_err() {
-                    break;
-                }
-            }
-            Err(FrameError::Malformed { id, kind, error }) => {
-                let code = match error {
-                    DecodeError::UnknownType(_) => ErrorCode::UnknownType,
-                    _ => ErrorCode::Malformed,
-                };
-                let msg = format!("frame type {kind:#04x}: {error}");
-                conn.out.error(id, ErrorReply::new(code, msg));
-            }
-        }
-    }
-
-    // The client is gone: its processes go too, and their stdin feeders stop.
-    let sessions: Vec<SessionHandle> = lock(&conn.sessions).drain().map(|(_, s)| s).collect();
-    for s in &sessions {
-        s.kill_all();
-    }
-    drop(sessions);
-    conn.out.dead.store(true, Ordering::SeqCst);
-    lock(&conn.out.stream).shutdown();
-}
-
-fn handle(conn: &Arc<Conn>, frame: Frame, negotiated: &mut bool) {
-    let Frame { id, message } = frame;
-    let out = &conn.out;
-    if let Message::Hello(h) = &message {
-        match negotiate_version(h.min_version, h.max_version) {
-            Some(version) => {
-                *negotiated = true;
-                out.send(
-                    id,
-                    &Message::HelloReply(HelloReply {
-                        version,
-                        agent_version: env!("CARGO_PKG_VERSION").into(),
-                        ready_boottime_ns: conn.agent.ready_boottime_ns,
-                        max_frame_size: MAX_FRAME_SIZE,
-                        max_sessions: MAX_SESSIONS,
-                        stdin_window: STDIN_WINDOW,
-                    }),
-                );
-            }
-            None => {
-                let msg = format!(
-                    "client speaks versions {}..={}, agent speaks 1..={PROTOCOL_VERSION}",
-                    h.min_version, h.max_version
-                );
-                out.error(id, ErrorReply::new(ErrorCode::UnsupportedVersion, msg));
-            }
-        }
-        return;
-    }
-    if !*negotiated {
-        out.error(
-            id,
-            ErrorReply::new(ErrorCode::HelloRequired, "send Hello first"),
-        );
-        return;
-    }
-    let reply = match message {
-        Message::Hello(_) => return,
-        Message::Ping { nonce } => Ok(Message::Pong { nonce }),
-        Message::GuestInfoRequest => Ok(Message::GuestInfo(guest::info())),
-        Message::SetClock { secs, nanos } => guest::set_clock(secs, nanos).map(|()| Message::Ok),
-        Message::Sync => {
-            guest::sync();
-            Ok(Message::Ok)
-        }
-        Message::PowerOff | Message::Reboot => {
-            let power = if matches!(message, Message::PowerOff) {
-                Power::Off
-            } else {
-                Power::Reboot
-            };
-            // Reply first: after reboot(2) nothing can be sent.
-            out.send(id, &Message::Ok);
-            if let Err(e) = guest::power(power, conn.agent.pid1) {
-                eprintln!("supermachine-agent: {power:?} failed: {e}");
-            }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return;
         }
-        Message::Exec(req) => match session::start(conn, id, &req) {
-            Ok(()) => return,
-            Err(e) => Err(e),
-        },
-        Message::Stdin { data } => {
-            let result = match lock(&conn.sessions).get_mut(&id) {
-                Some(s) => s.feed_stdin(data),
-                None => Err(no_session(id)),
-            };
-            // Stdin has no reply when it succeeds; credit comes back as StdinAck.
-            match result {
-                Ok(()) => return,
-                Err(e) => Err(e),
-            }
+        let mut p = [libc::pollfd {
+            fd: conn.r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if poll(&mut p, i32::try_from(left.as_millis()).unwrap_or(2000) + 1).unwrap_or(0) == 0 {
+            return;
         }
-        Message::Resize { session, size } => match lock(&conn.sessions).get(&session) {
-            Some(s) => s.resize(size).map(|()| Message::Ok),
-            None => Err(no_session(session)),
-        },
-        Message::Signal { session, signal } => {
-            let pid = lock(&conn.sessions).get(&session).map(|s| s.pid);
-            match pid {
-                Some(pid) => guest::signal(pid, signal).map(|()| Message::Ok),
-                None => Err(no_session(session)),
-            }
+        match read_fd(conn.r.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => return,
         }
-        Message::SignalPid { pid, signal } => {
-            // pid <= 0 would address process groups or every process; 1 is init.
-            if pid <= 1 || u32::try_from(pid).ok() == Some(std::process::id()) {
-                Err(ErrorReply::new(
-                    ErrorCode::InvalidRequest,
-                    format!("refusing to signal pid {pid}"),
-                ))
-            } else {
-                guest::signal(pid, signal).map(|()| Message::Ok)
-            }
-        }
-        other => Err(ErrorReply::new(
-            ErrorCode::UnexpectedType,
-            format!(
-                "frame type {:#04x} is sent by the agent, not to it",
-                other.kind()
-            ),
-        )),
-    };
-    match reply {
-        Ok(m) => out.send(id, &m),
-        Err(e) => out.error(id, e),
-    };
+    }
 }
 
-fn no_session(id: u32) -> ErrorReply {
-    ErrorReply::new(ErrorCode::NoSuchSession, format!("no session {id}"))
-}
-
-/// Reports an OS error as a reply (re-exported for `guest`).
-pub fn os(e: &std::io::Error) -> ErrorReply {
-    os_error(ErrorCode::Os, e)
+fn serve_frames(conn: &Conn, reaper: &Reaper) {
+    let _ = set_nonblocking(conn.r.as_raw_fd(), false);
+    let _ = set_nonblocking(conn.w.as_raw_fd(), false);
+    let mut reader = FdRead(conn.r.as_raw_fd());
+    // The kind is checked as soon as its byte is in, before the length (as the
+    // published agent does): a stray client gets told what it got wrong.
+    let mut first = [0u8; 1];
+    match reader.read(&mut first) {
+        Ok(1) => {}
+        _ => return,
+    }
+    let [kind] = first;
+    if kind != Kind::Request as u8 && kind != Kind::Control as u8 {
+        let msg = format!("first frame must be REQUEST(0xff) or CONTROL(0xfe), got {kind:#04x}");
+        return reply(conn, Kind::Error, msg.as_bytes());
+    }
+    let mut rest = (&first[..]).chain(reader);
+    let frame = match read_frame(&mut rest) {
+        Ok(Some(f)) => f,
+        Ok(None) | Err(FrameError::Io(_)) => return,
+        // Oversized: framing is lost, say so and close. Truncated: the peer may still
+        // read after half-closing.
+        Err(e) => return reply(conn, Kind::Error, e.to_string().as_bytes()),
+    };
+    if frame.kind == Kind::Request as u8 {
+        session::run(conn, &frame.payload, reaper)
+    } else {
+        reply(conn, Kind::Control, &control::handle(&frame.payload))
+    }
 }

@@ -6,10 +6,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use crate::sys::{cvt, SocketStream};
+use crate::sys::cvt;
 
-/// The vsock context id of the host; every other peer is refused.
-pub const HOST_CID: u32 = libc::VMADDR_CID_HOST;
+use supermachine_proto::HOST_CID;
 
 /// A bound, listening socket.
 pub enum Listener {
@@ -32,7 +31,7 @@ pub enum Listener {
 /// What one `accept` gave.
 pub enum Accepted {
     /// A peer to serve.
-    Stream(SocketStream),
+    Stream(OwnedFd),
     /// A vsock peer that is not the host, already closed.
     Refused {
         /// The peer's CID.
@@ -95,7 +94,7 @@ impl Listener {
         match self {
             Listener::Unix { listener, .. } => {
                 let (stream, _) = listener.accept()?;
-                Ok(Accepted::Stream(SocketStream::new(OwnedFd::from(stream))))
+                Ok(Accepted::Stream(OwnedFd::from(stream)))
             }
             Listener::Vsock { fd, .. } => {
                 // SAFETY: all-zero is a valid sockaddr_vm to be filled by accept4.
@@ -116,7 +115,7 @@ impl Listener {
                     drop(conn);
                     return Ok(Accepted::Refused { cid: addr.svm_cid });
                 }
-                Ok(Accepted::Stream(SocketStream::new(conn)))
+                Ok(Accepted::Stream(conn))
             }
         }
     }

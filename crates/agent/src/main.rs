@@ -1,5 +1,7 @@
-//! `supermachine-agent`: PID 1 inside the supermachine container, driven by the host
-//! over vsock (or a Unix socket, for tests). See `docs/protocol.md`.
+//! `supermachine-agent`: the in-guest agent supermachine's host drives (see
+//! `docs/protocol.md`). With no arguments it is PID 1 of the guest and serves vsock port
+//! 1028; `--exec-stdio` serves one connection on stdin/stdout; `--tcp-stdio HOST PORT`
+//! is a raw TCP bridge.
 //!
 //! As PID 1 it must never exit or panic (either one panics the guest kernel): every
 //! error is a value, thread bodies catch unwinding panics, and fatal start-up problems
@@ -16,25 +18,29 @@
 
 mod cli;
 mod connection;
-mod guest;
+mod control;
+mod env;
+mod files;
 mod listener;
 mod reaper;
 mod session;
 mod spawn;
 mod sys;
+mod tcp_bridge;
 
-use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use supermachine_proto::{
-    encode_frame, ErrorCode, ErrorReply, Message, DEFAULT_VSOCK_PORT, MAX_CONNECTIONS,
-};
+use supermachine_proto::{write_frame, Kind, AGENT_READY_PATH, AGENT_VSOCK_PORT};
 
-use connection::Agent;
+use connection::Conn;
 use listener::{Accepted, Listener};
 use reaper::Reaper;
+
+/// Connections served at once; more get an ERROR and are closed.
+const MAX_CONNECTIONS: u32 = 256;
 
 macro_rules! log {
     ($($arg:tt)*) => { eprintln!("supermachine-agent: {}", format_args!($($arg)*)) };
@@ -67,48 +73,57 @@ fn ensure_std_fds() {
     }
 }
 
-/// Binds everything asked for. As PID 1 a failure is retried every second (the vsock
-/// device may show up late); otherwise it ends the process.
-fn bind_all(opts: &cli::Options, pid1: bool) -> Vec<Listener> {
-    let vsock_port = opts.vsock_port.or_else(|| {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        cli::port_from_cmdline(&cmdline)
-    });
-    let want_vsock = opts.vsock_port.is_some() || opts.unix.is_none();
+/// Binds the Unix socket (if asked) and vsock port 1028. Vsock is required unless a
+/// Unix socket was asked for: as PID 1 it is retried every second (the device may show
+/// up late); otherwise a failure ends the process. With a Unix socket, vsock is tried
+/// once and skipped if unavailable (tests on a host).
+fn bind_all(unix: Option<&std::path::Path>, pid1: bool) -> Vec<Listener> {
     let mut listeners = Vec::new();
-    if let Some(path) = &opts.unix {
+    if let Some(path) = unix {
         match Listener::bind_unix(path) {
             Ok(l) => listeners.push(l),
             Err(e) => fatal(pid1, &format!("cannot listen on {}: {e}", path.display())),
         }
     }
-    if want_vsock {
-        let port = vsock_port.unwrap_or(DEFAULT_VSOCK_PORT);
-        let mut attempts = 0u32;
-        loop {
-            match Listener::bind_vsock(port) {
-                Ok(l) => {
-                    listeners.push(l);
-                    break;
-                }
-                Err(e) if pid1 => {
-                    if attempts % 30 == 0 {
-                        log!("cannot listen on vsock port {port}: {e}; retrying");
-                    }
-                    attempts = attempts.wrapping_add(1);
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => fatal(false, &format!("cannot listen on vsock port {port}: {e}")),
+    let mut attempts = 0u32;
+    loop {
+        match Listener::bind_vsock(AGENT_VSOCK_PORT) {
+            Ok(l) => {
+                listeners.push(l);
+                break;
             }
+            Err(e) if unix.is_some() => {
+                log!("vsock port {AGENT_VSOCK_PORT} not available ({e}); serving the Unix socket only");
+                break;
+            }
+            Err(e) if pid1 => {
+                if attempts % 30 == 0 {
+                    log!("cannot listen on vsock port {AGENT_VSOCK_PORT}: {e}; retrying");
+                }
+                attempts = attempts.wrapping_add(1);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => fatal(
+                false,
+                &format!("cannot listen on vsock port {AGENT_VSOCK_PORT}: {e}"),
+            ),
         }
     }
     listeners
 }
 
-fn accept_loop(listener: &Listener, agent: &Arc<Agent>) {
+/// Tells init-oci and the launcher the agent is listening.
+fn write_ready_file() {
+    let _ = std::fs::create_dir_all("/run");
+    if let Err(e) = files::write_atomic(std::path::Path::new(AGENT_READY_PATH), b"", None) {
+        log!("cannot write {AGENT_READY_PATH}: {e}");
+    }
+}
+
+fn accept_loop(listener: &Listener, reaper: &Reaper, active: &Arc<AtomicU32>) {
     loop {
-        let stream = match listener.accept() {
-            Ok(Accepted::Stream(s)) => s,
+        let fd = match listener.accept() {
+            Ok(Accepted::Stream(fd)) => fd,
             Ok(Accepted::Refused { cid }) => {
                 log!(
                     "refused a vsock connection from CID {cid}: only the host (CID 2) may connect"
@@ -122,87 +137,121 @@ fn accept_loop(listener: &Listener, agent: &Arc<Agent>) {
                 continue;
             }
         };
-        if agent.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            agent.connections.fetch_sub(1, Ordering::SeqCst);
-            let err = ErrorReply::new(
-                ErrorCode::TooManyConnections,
-                format!("at most {MAX_CONNECTIONS} connections"),
-            );
-            if let Ok(bytes) = encode_frame(0, &Message::Error(err)) {
-                let mut s = stream;
-                let _ = s.write_all(&bytes);
+        let conn = match Conn::socket(fd) {
+            Ok(c) => c,
+            Err(e) => {
+                log!("cannot use a connection: {e}");
+                continue;
             }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let msg =
+                format!("agent busy: at most {MAX_CONNECTIONS} connections at once; retry later");
+            let mut w = std::fs::File::from(conn.w);
+            let _ = write_frame(&mut w, Kind::Error as u8, msg.as_bytes());
             continue;
         }
-        let worker = agent.clone();
+        let reaper = reaper.clone();
+        let active2 = active.clone();
         let spawned = std::thread::Builder::new()
             .name("conn".into())
             .stack_size(256 * 1024)
             .spawn(move || {
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    connection::serve(stream, worker.clone())
+                    connection::serve(&conn, &reaper)
                 }));
                 if served.is_err() {
                     log!("a connection thread panicked; serving on");
                 }
-                worker.connections.fetch_sub(1, Ordering::SeqCst);
+                active2.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
             log!("cannot start a connection thread: {e}");
-            agent.connections.fetch_sub(1, Ordering::SeqCst);
+            active.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
 
-fn main() {
-    let pid1 = std::process::id() == 1;
-    ensure_std_fds();
-    let opts = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(o) => o,
-        Err(msg) => fatal(pid1, &msg),
-    };
-    if opts.subreaper && !pid1 {
+fn listen(unix: Option<std::path::PathBuf>, pid1: bool) -> ! {
+    if !pid1 {
+        // Orphans of our children come back to us to be reaped, as they would to PID 1.
         // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-            fatal(
-                pid1,
-                &format!(
-                    "cannot become a subreaper: {}",
-                    std::io::Error::last_os_error()
-                ),
-            );
-        }
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     let reaper = match Reaper::start() {
         Ok(r) => r,
         Err(e) => fatal(pid1, &format!("cannot start the reaper: {e}")),
     };
-    let listeners = bind_all(&opts, pid1);
-    let agent = Arc::new(Agent {
-        reaper,
-        ready_boottime_ns: sys::boottime_ns(),
-        pid1,
-        connections: AtomicU32::new(0),
-    });
-    let mut acceptors = Vec::new();
+    let listeners = bind_all(unix.as_deref(), pid1);
+    let active = Arc::new(AtomicU32::new(0));
     for listener in listeners {
-        log!("ready on {}", listener.describe());
-        let agent = agent.clone();
+        log!("listening on {}", listener.describe());
+        let reaper = reaper.clone();
+        let active = active.clone();
         let spawned = std::thread::Builder::new()
             .name("accept".into())
             .spawn(move || loop {
                 // accept_loop never returns; a panic inside restarts it.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    accept_loop(&listener, &agent)
+                    accept_loop(&listener, &reaper, &active)
                 }));
             });
-        match spawned {
-            Ok(h) => acceptors.push(h),
-            Err(e) => fatal(pid1, &format!("cannot start the accept thread: {e}")),
+        if let Err(e) = spawned {
+            fatal(pid1, &format!("cannot start the accept thread: {e}"));
         }
     }
+    write_ready_file();
     // The acceptors run forever; main only has to never return.
     loop {
         std::thread::park();
+    }
+}
+
+/// `--exec-stdio`: one connection on stdin (read) and stdout (write).
+fn exec_stdio() -> ! {
+    let reaper = match Reaper::start() {
+        Ok(r) => r,
+        Err(e) => fatal(false, &format!("cannot start the reaper: {e}")),
+    };
+    // SAFETY: dup(2) of the standard descriptors; the copies are ours.
+    let (r, w) = unsafe {
+        (
+            libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3),
+            libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3),
+        )
+    };
+    if r < 0 || w < 0 {
+        fatal(false, "cannot duplicate stdin/stdout");
+    }
+    // SAFETY: fresh descriptors we own.
+    let conn = unsafe {
+        Conn {
+            r: OwnedFd::from_raw_fd(r),
+            w: OwnedFd::from_raw_fd(w),
+            socket: sys::is_socket(w),
+        }
+    };
+    connection::serve(&conn, &reaper);
+    std::process::exit(0)
+}
+
+fn main() {
+    let pid1 = std::process::id() == 1;
+    ensure_std_fds();
+    let mode = match cli::parse(
+        std::env::args_os().skip(1),
+        std::env::var_os(cli::UNIX_SOCKET_ENV),
+    ) {
+        Ok(m) => m,
+        Err(msg) => fatal(pid1, &msg),
+    };
+    match mode {
+        cli::Mode::Listen { unix } => listen(unix, pid1),
+        cli::Mode::ExecStdio => exec_stdio(),
+        cli::Mode::TcpStdio { host, port } => match tcp_bridge::run(&host, port) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => fatal(false, &format!("--tcp-stdio: {e}")),
+        },
     }
 }

@@ -1,23 +1,31 @@
-//! The one place that calls `waitpid`: it reaps every child (our execs and the orphans
-//! the kernel hands to PID 1 or a subreaper) and routes exec statuses to their sessions.
+//! The one place that calls `wait4`: it reaps every child (our execs and the orphans the
+//! kernel hands to PID 1) and routes exec statuses, with peak RSS, to their sessions.
 //!
 //! Forks happen under the same lock that guards the pid table, so a child cannot be
 //! reaped before its session has registered for its status.
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use supermachine_proto::ExitStatus;
-
 use crate::sys::lock;
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Exit code, or 128 + the signal that killed it (as the host expects).
+    pub code: u32,
+    /// `ru_maxrss` of the child, KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// Called with the status of the pid it was registered for.
+pub type Notify = Box<dyn FnOnce(Status) + Send>;
 
 #[derive(Default)]
 struct Table {
-    /// Pids whose exit a session waits for.
-    waiting: HashMap<libc::pid_t, Sender<ExitStatus>>,
+    waiting: HashMap<libc::pid_t, Notify>,
     /// Bumped on every fork, so the reaper knows children may exist again.
     generation: u64,
 }
@@ -28,15 +36,12 @@ pub struct Reaper {
     table: Arc<(Mutex<Table>, Condvar)>,
 }
 
-/// Converts a `waitpid` status word.
-pub fn decode_status(status: libc::c_int) -> ExitStatus {
+/// Converts a wait status word to the host's code.
+pub fn fold_status(status: libc::c_int) -> u32 {
     if libc::WIFSIGNALED(status) {
-        ExitStatus::Signal {
-            signal: libc::WTERMSIG(status),
-            core_dumped: libc::WCOREDUMP(status),
-        }
+        128 + libc::WTERMSIG(status).unsigned_abs()
     } else {
-        ExitStatus::Code(libc::WEXITSTATUS(status))
+        libc::WEXITSTATUS(status).unsigned_abs()
     }
 }
 
@@ -58,25 +63,19 @@ impl Reaper {
     }
 
     /// Runs `fork` (which returns the child's pid) with the pid table locked and
-    /// registers the pid; the receiver gets its exit status.
-    pub fn spawn_with<F>(&self, fork: F) -> io::Result<(libc::pid_t, Receiver<ExitStatus>)>
+    /// registers `notify` for the pid.
+    pub fn spawn_with<F>(&self, fork: F, notify: Notify) -> io::Result<libc::pid_t>
     where
         F: FnOnce() -> io::Result<libc::pid_t>,
     {
         let (lock_pair, cond) = &*self.table;
         let mut table = lock(lock_pair);
         let pid = fork()?;
-        let (tx, rx) = mpsc::channel();
-        table.waiting.insert(pid, tx);
+        table.waiting.insert(pid, notify);
         table.generation = table.generation.wrapping_add(1);
         drop(table);
         cond.notify_all();
-        Ok((pid, rx))
-    }
-
-    /// Stops routing `pid`'s status (its exec failed; the status is not wanted).
-    pub fn forget(&self, pid: libc::pid_t) {
-        lock(&self.table.0).waiting.remove(&pid);
+        Ok(pid)
     }
 
     fn run(&self) {
@@ -84,21 +83,26 @@ impl Reaper {
         loop {
             let generation = lock(lock_pair).generation;
             let mut status: libc::c_int = 0;
-            // SAFETY: `status` is a valid out pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            // SAFETY: rusage is plain data filled in by the kernel.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `status` and `usage` are valid out pointers.
+            let pid = unsafe { libc::wait4(-1, &mut status, 0, &mut usage) };
             if pid > 0 {
-                if let Some(tx) = lock(lock_pair).waiting.remove(&pid) {
-                    // The session may be gone already; then nobody needs the status.
-                    let _ = tx.send(decode_status(status));
+                let notify = lock(lock_pair).waiting.remove(&pid);
+                if let Some(notify) = notify {
+                    notify(Status {
+                        code: fold_status(status),
+                        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+                    });
                 }
                 continue;
             }
             match io::Error::last_os_error().raw_os_error() {
                 Some(libc::EINTR) => {}
                 Some(libc::ECHILD) => {
-                    // No children: none can appear except through our own forks, and
-                    // orphans only come from descendants. Sleep until the next fork (the
-                    // timeout is only a safety net).
+                    // No children: none can appear except through our own forks (orphans
+                    // only come from descendants). Sleep until the next fork; the timeout
+                    // is only a safety net.
                     let table = lock(lock_pair);
                     if table.generation == generation {
                         let _ = cond.wait_timeout(table, Duration::from_secs(1));

@@ -1,6 +1,6 @@
 //! Starting a child: everything is prepared before `fork` so the child only makes
-//! async-signal-safe calls (the agent is multi-threaded), and exec failures travel back
-//! over a close-on-exec pipe.
+//! async-signal-safe calls (the agent is multi-threaded), and setup or exec failures
+//! travel back, with their errno, over a close-on-exec pipe.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -9,64 +9,28 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
-use supermachine_proto::{ExecRequest, WindowSize};
+use supermachine_proto::Resize;
 
-use crate::reaper::Reaper;
+use crate::reaper::{Notify, Reaper};
 use crate::sys::{cvt, pipe, read_fd};
 
 /// `PATH` for children whose environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// An exec request checked and converted to C strings.
+/// One command checked and converted to C strings.
 pub struct Plan {
     program: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
     cwd: Option<CString>,
-    uid: Option<u32>,
-    gid: Option<u32>,
+    /// For messages.
+    pub cwd_text: String,
+    /// For messages.
+    pub program_text: String,
 }
 
-/// Why a request cannot become a [`Plan`].
-#[derive(Debug)]
-pub enum PlanError {
-    /// The request itself is wrong (message for the client).
-    Invalid(String),
-    /// `argv[0]` was not found in `PATH`.
-    NotFound(String),
-}
-
-fn cstring(bytes: &[u8], what: &str) -> Result<CString, PlanError> {
-    CString::new(bytes).map_err(|_| PlanError::Invalid(format!("{what} contains a NUL byte")))
-}
-
-/// The child's environment: `KEY=VALUE` entries, later ones replacing earlier keys.
-fn merged_env(req: &ExecRequest) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let key = |e: &[u8]| -> Vec<u8> {
-        let end = e.iter().position(|&b| b == b'=').unwrap_or(e.len());
-        e.get(..end).unwrap_or(e).to_vec()
-    };
-    let mut put = |entry: Vec<u8>| {
-        let k = key(&entry);
-        out.retain(|e| key(e) != k);
-        out.push(entry);
-    };
-    if req.inherit_env {
-        for (k, v) in std::env::vars_os() {
-            let mut e = k.as_bytes().to_vec();
-            e.push(b'=');
-            e.extend_from_slice(v.as_bytes());
-            put(e);
-        }
-    }
-    for e in &req.env {
-        put(e.clone());
-    }
-    if !out.iter().any(|e| e.starts_with(b"PATH=")) {
-        out.push(format!("PATH={DEFAULT_PATH}").into_bytes());
-    }
-    out
+fn cstring(text: &str, what: &str) -> Result<CString, String> {
+    CString::new(text).map_err(|_| format!("REQUEST.{what} contains a NUL byte"))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -78,69 +42,73 @@ fn is_executable(path: &Path) -> bool {
     ok && path.is_file()
 }
 
-/// Finds `name` in `path_var` (a `PATH` value) like `execvp` would.
-fn search_path(name: &[u8], path_var: &[u8]) -> Option<Vec<u8>> {
+/// Finds `name` in `path_var` (a `PATH` value) as `execvp` would.
+fn search_path(name: &str, path_var: &str) -> Option<String> {
     path_var
-        .split(|&b| b == b':')
-        .filter(|dir| dir.starts_with(b"/"))
-        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(OsStr::from_bytes(name)))
+        .split(':')
+        .filter(|dir| dir.starts_with('/'))
+        .map(|dir| Path::new(dir).join(OsStr::new(name)))
         .find(|p| is_executable(p))
-        .map(|p| p.into_os_string().as_bytes().to_vec())
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 impl Plan {
-    /// Validates `req` and resolves the program.
-    pub fn new(req: &ExecRequest) -> Result<Plan, PlanError> {
-        let Some(arg0) = req.argv.first() else {
-            return Err(PlanError::Invalid("argv is empty".into()));
+    /// Checks one command. `env` is the final environment as `(name, value)` pairs.
+    /// Err is a message for an ERROR frame (the request itself is unusable). A program
+    /// that is not found is not an error here: [`Plan::program_missing`] says so and
+    /// the session reports it as a failed exec.
+    pub fn new(
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: Option<&str>,
+    ) -> Result<Plan, String> {
+        let Some(arg0) = argv.first() else {
+            return Err("REQUEST.argv is empty".into());
         };
-        if arg0.is_empty() {
-            return Err(PlanError::Invalid("argv[0] is empty".into()));
-        }
-        let env = merged_env(req);
-        let program = if arg0.contains(&b'/') {
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(DEFAULT_PATH);
+        let program = if arg0.contains('/') {
             arg0.clone()
         } else {
-            let path_var = env
-                .iter()
-                .find_map(|e| e.strip_prefix(b"PATH="))
-                .unwrap_or(DEFAULT_PATH.as_bytes());
-            search_path(arg0, path_var).ok_or_else(|| {
-                PlanError::NotFound(format!(
-                    "{}: command not found",
-                    String::from_utf8_lossy(arg0)
-                ))
-            })?
+            search_path(arg0, path_var).unwrap_or_default()
         };
         Ok(Plan {
-            program: cstring(&program, "program")?,
-            argv: req
-                .argv
+            program: cstring(&program, "argv")?,
+            argv: argv
                 .iter()
                 .map(|a| cstring(a, "argv"))
                 .collect::<Result<_, _>>()?,
             env: env
                 .iter()
-                .map(|e| cstring(e, "env"))
+                .map(|(k, v)| cstring(&format!("{k}={v}"), "env"))
                 .collect::<Result<_, _>>()?,
-            // "/" rather than the agent's own directory: the same answer however it was started.
-            cwd: Some(cstring(req.cwd.as_deref().unwrap_or(b"/"), "cwd")?),
-            uid: req.uid,
-            gid: req.gid,
+            // "/" rather than the agent's own directory: the same answer however it started.
+            cwd: Some(cstring(cwd.unwrap_or("/"), "cwd")?),
+            cwd_text: cwd.unwrap_or("/").to_string(),
+            program_text: arg0.clone(),
         })
+    }
+
+    /// `argv[0]` has no `/` and is not in `PATH`.
+    pub fn program_missing(&self) -> bool {
+        self.program.as_bytes().is_empty()
     }
 }
 
 /// The three descriptors the child gets as 0, 1 and 2.
-pub struct ChildFds<'a> {
+pub struct ChildFds {
     /// Becomes stdin.
-    pub stdin: &'a OwnedFd,
+    pub stdin: RawFd,
     /// Becomes stdout.
-    pub stdout: &'a OwnedFd,
+    pub stdout: RawFd,
     /// Becomes stderr.
-    pub stderr: &'a OwnedFd,
-    /// The fds are a pty slave that must become the controlling terminal.
-    pub controlling_tty: bool,
+    pub stderr: RawFd,
+    /// The fds are a pty slave that becomes the controlling terminal (new session);
+    /// otherwise the child only gets its own process group.
+    pub tty: bool,
 }
 
 /// A pseudo-terminal pair, both close-on-exec.
@@ -152,7 +120,7 @@ pub struct Pty {
 }
 
 /// Sets a pty's window size.
-pub fn set_window_size(master: RawFd, size: WindowSize) -> io::Result<()> {
+pub fn set_window_size(master: RawFd, size: Resize) -> io::Result<()> {
     let ws = libc::winsize {
         ws_row: size.rows,
         ws_col: size.cols,
@@ -165,14 +133,30 @@ pub fn set_window_size(master: RawFd, size: WindowSize) -> io::Result<()> {
 
 /// Opens a pty pair without ever having a descriptor that lacks close-on-exec (another
 /// thread may fork at any time, and a leaked slave would keep the pty open).
-pub fn open_pty(size: WindowSize) -> io::Result<Pty> {
-    // SAFETY: plain open(2) of a constant path.
-    let raw = cvt(unsafe {
-        libc::open(
-            b"/dev/ptmx\0".as_ptr().cast(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    })?;
+pub fn open_pty(size: Resize) -> io::Result<Pty> {
+    let open_ptmx = || {
+        // SAFETY: plain open(2) of a constant path.
+        cvt(unsafe {
+            libc::open(
+                b"/dev/ptmx\0".as_ptr().cast(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        })
+    };
+    let raw = match open_ptmx() {
+        Ok(fd) => fd,
+        Err(first) => {
+            // supermachine's generated x86_64 init mounts no devpts, and /dev/ptmx
+            // only works with one at /dev/pts: mount it on first use, then retry.
+            mount_devpts().map_err(|e| {
+                io::Error::new(
+                    first.kind(),
+                    format!("/dev/ptmx: {first}; mounting devpts on /dev/pts: {e}"),
+                )
+            })?;
+            open_ptmx()?
+        }
+    };
     // SAFETY: fresh descriptor we own.
     let master = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: unlockpt on a ptmx descriptor.
@@ -199,97 +183,132 @@ pub fn open_pty(size: WindowSize) -> io::Result<Pty> {
     Ok(Pty { master, slave })
 }
 
-/// Where in the child setup a failure happened, for the error message.
-const STAGES: [&str; 7] = [
-    "setsid",
-    "TIOCSCTTY",
-    "dup2",
-    "setgroups",
-    "setgid",
-    "setuid",
-    "chdir",
-];
-const STAGE_EXEC: u8 = 7;
+/// Mounts a devpts instance on /dev/pts (creating the directory).
+fn mount_devpts() -> io::Result<()> {
+    match std::fs::create_dir("/dev/pts") {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: mount(2) with constant NUL-terminated strings.
+    cvt(unsafe {
+        libc::mount(
+            b"devpts\0".as_ptr().cast(),
+            b"/dev/pts\0".as_ptr().cast(),
+            b"devpts\0".as_ptr().cast(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            b"gid=5,mode=0620,ptmxmode=0666\0".as_ptr().cast(),
+        )
+    })
+    .map(|_| ())
+}
 
-/// Forks and execs `plan`; returns the pid once exec has succeeded. The reaper gets
-/// the child registered before it can be reaped.
+/// Where a child's setup failed (sent back with the errno).
+const STAGE_SETSID: u8 = 0;
+const STAGE_CTTY: u8 = 1;
+const STAGE_DUP: u8 = 2;
+const STAGE_CHDIR: u8 = 3;
+const STAGE_EXEC: u8 = 4;
+
+/// A child that was forked but failed before or in `execve`. It exits with
+/// [`SetupFailure::code`]; its status still arrives through the reaper.
+#[derive(Debug)]
+pub struct SetupFailure {
+    /// The line for the child's stderr, in the published agent's shape
+    /// (`agent: chdir failed`) plus the path and the real errno text.
+    pub message: String,
+}
+
+/// The code a failed exec exits with: 126 when the file is there but cannot be run,
+/// 127 otherwise (the shell's convention, and the published agent's 127 for chdir).
+fn failure_code(stage: u8, errno: i32) -> i32 {
+    if stage == STAGE_EXEC
+        && matches!(
+            errno,
+            libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY | libc::EPERM
+        )
+    {
+        126
+    } else {
+        127
+    }
+}
+
+/// The message for a command not found in `PATH`.
+pub fn not_found_message(plan: &Plan) -> String {
+    format!(
+        "agent: exec {} failed: {}\n",
+        plan.program_text,
+        io::Error::from_raw_os_error(libc::ENOENT)
+    )
+}
+
+/// Forks and execs `plan`. `Ok(Ok(pid))` once exec has succeeded; `Ok(Err(..))` when the
+/// child failed in setup (it has exited; `notify` still gets its status); `Err` when
+/// no child was made. The reaper has the child registered before it can be reaped.
 pub fn spawn(
     plan: &Plan,
-    fds: &ChildFds<'_>,
+    fds: &ChildFds,
     reaper: &Reaper,
-) -> io::Result<(
-    libc::pid_t,
-    std::sync::mpsc::Receiver<supermachine_proto::ExitStatus>,
-)> {
+    notify: Notify,
+) -> io::Result<(libc::pid_t, Option<SetupFailure>)> {
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.env.iter().map(|e| e.as_ptr()).collect();
     envp.push(ptr::null());
     let (err_read, err_write) = pipe()?;
-    let raw = [
-        fds.stdin.as_raw_fd(),
-        fds.stdout.as_raw_fd(),
-        fds.stderr.as_raw_fd(),
-    ];
+    let raw = [fds.stdin, fds.stdout, fds.stderr];
 
-    let (pid, status_rx) = reaper.spawn_with(|| {
-        // SAFETY: fork(2); the child branch below only calls async-signal-safe functions
-        // on memory prepared before the fork, and always ends in execve or _exit.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
-            // SAFETY: see above; child_setup never returns.
-            unsafe {
-                child_setup(
-                    plan,
-                    raw,
-                    fds.controlling_tty,
-                    &argv,
-                    &envp,
-                    err_write.as_raw_fd(),
-                )
+    let pid = reaper.spawn_with(
+        || {
+            // SAFETY: fork(2); the child branch below only calls async-signal-safe
+            // functions on memory prepared before the fork, and ends in execve or _exit.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(io::Error::last_os_error());
             }
-        }
-        Ok(pid)
-    })?;
+            if pid == 0 {
+                // SAFETY: see above; child_setup never returns.
+                unsafe { child_setup(plan, raw, fds.tty, &argv, &envp, err_write.as_raw_fd()) }
+            }
+            Ok(pid)
+        },
+        notify,
+    )?;
     drop(err_write);
 
     // Five bytes (errno, stage) mean the child failed before or in execve; end of file
     // means execve succeeded and closed the pipe.
     let mut report = [0u8; 5];
     let mut got = 0;
-    while let Some(rest) = report.get_mut(got..) {
+    while let Some(rest) = report.get_mut(got..).filter(|r| !r.is_empty()) {
         match read_fd(err_read.as_raw_fd(), rest) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(e) => return Err(e),
-        }
-        if got == report.len() {
-            break;
+            // The child is registered; without a report treat it as started.
+            Err(_) => break,
         }
     }
-    if got == 0 {
-        return Ok((pid, status_rx));
+    if got < report.len() {
+        return Ok((pid, None));
     }
-    reaper.forget(pid);
     let [e0, e1, e2, e3, stage] = report;
-    let errno = i32::from_le_bytes([e0, e1, e2, e3]);
-    let what = if stage == STAGE_EXEC {
-        "execve"
-    } else {
-        STAGES.get(usize::from(stage)).copied().unwrap_or("setup")
+    let err = io::Error::from_raw_os_error(i32::from_le_bytes([e0, e1, e2, e3]));
+    let message = match stage {
+        STAGE_CHDIR => format!("agent: chdir {} failed: {err}\n", plan.cwd_text),
+        STAGE_EXEC => format!("agent: exec {} failed: {err}\n", plan.program_text),
+        STAGE_SETSID => format!("agent: setsid failed: {err}\n"),
+        STAGE_CTTY => format!("agent: TIOCSCTTY failed: {err}\n"),
+        _ => format!("agent: dup2 failed: {err}\n"),
     };
-    let err = io::Error::from_raw_os_error(errno);
-    Err(io::Error::new(err.kind(), format!("{what}: {err}")))
+    Ok((pid, Some(SetupFailure { message })))
 }
 
 /// The child side of [`spawn`]. Only async-signal-safe calls; never returns.
 unsafe fn child_setup(
     plan: &Plan,
     fds: [RawFd; 3],
-    controlling_tty: bool,
+    tty: bool,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     err_fd: RawFd,
@@ -299,50 +318,56 @@ unsafe fn child_setup(
         let [e0, e1, e2, e3] = errno.to_le_bytes();
         let msg = [e0, e1, e2, e3, stage];
         libc::write(err_fd, msg.as_ptr().cast(), msg.len());
-        libc::_exit(127)
+        libc::_exit(failure_code(stage, errno))
     };
 
-    // The agent's ignored SIGPIPE and any blocked signals must not leak into the child.
+    // Every signal at its default disposition and none blocked: the agent's ignored
+    // SIGPIPE (and anything else) must not leak into the workload.
+    // The raw system call: libc wrappers refuse the signals they reserve (32, 33),
+    // which may arrive ignored. All-zero is SIG_DFL, no flags, empty mask in every
+    // architecture's kernel sigaction layout.
+    let dfl = [0u64; 4];
+    for sig in 1..65 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                dfl.as_ptr(),
+                ptr::null_mut::<u64>(),
+                8 as libc::c_long,
+            );
+        }
+    }
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
     libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
 
-    // Own session and process group: signals to the group reach the whole job.
-    if libc::setsid() < 0 {
-        fail(0);
-    }
-    if controlling_tty && libc::ioctl(fds[0], libc::TIOCSCTTY, 0) < 0 {
-        fail(1);
+    // Own process group (a new session with a pty): SIGNAL frames and a closed
+    // connection reach the whole job.
+    if tty {
+        if libc::setsid() < 0 {
+            fail(STAGE_SETSID);
+        }
+        if libc::ioctl(fds[0], libc::TIOCSCTTY, 0) < 0 {
+            fail(STAGE_CTTY);
+        }
+    } else if libc::setpgid(0, 0) < 0 {
+        fail(STAGE_SETSID);
     }
     for (target, &fd) in fds.iter().enumerate() {
         let target = target as RawFd;
         if fd == target {
             // dup2 onto itself keeps close-on-exec set; clear it instead.
             if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                fail(2);
+                fail(STAGE_DUP);
             }
         } else if libc::dup2(fd, target) < 0 {
-            fail(2);
-        }
-    }
-    if let Some(gid) = plan.gid {
-        let groups = [gid];
-        if libc::setgroups(1, groups.as_ptr()) < 0 {
-            fail(3);
-        }
-        if libc::setgid(gid) < 0 {
-            fail(4);
-        }
-    }
-    if let Some(uid) = plan.uid {
-        if libc::setuid(uid) < 0 {
-            fail(5);
+            fail(STAGE_DUP);
         }
     }
     if let Some(cwd) = &plan.cwd {
         if libc::chdir(cwd.as_ptr()) < 0 {
-            fail(6);
+            fail(STAGE_CHDIR);
         }
     }
     libc::execve(plan.program.as_ptr(), argv.as_ptr(), envp.as_ptr());

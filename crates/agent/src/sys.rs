@@ -1,7 +1,7 @@
 //! Thin, error-returning wrappers over the few system calls the agent needs.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 
 /// Turns a `-1` return into the current errno.
@@ -19,26 +19,6 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Nanoseconds of a clock, 0 if it cannot be read.
-pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return 0;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
-/// `CLOCK_BOOTTIME` in nanoseconds: time since the kernel started, suspend included.
-pub fn boottime_ns() -> u64 {
-    clock_ns(libc::CLOCK_BOOTTIME)
-}
-
 /// A pipe, both ends close-on-exec: `(read, write)`.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
@@ -47,11 +27,6 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let [r, w] = fds;
     // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
     Ok(unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) })
-}
-
-/// Duplicates a descriptor, close-on-exec.
-pub fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    fd.try_clone()
 }
 
 /// `read(2)` on any descriptor, retrying on EINTR.
@@ -86,60 +61,68 @@ pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A connected stream socket (vsock or Unix), read and written with plain system calls
-/// so both transports share one type.
-pub struct SocketStream {
-    fd: OwnedFd,
+/// Sets or clears `O_NONBLOCK`.
+pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the caller holds.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(|_| ())
 }
 
-impl SocketStream {
-    /// Takes ownership of a connected socket.
-    pub fn new(fd: OwnedFd) -> Self {
-        SocketStream { fd }
-    }
-
-    /// A second handle on the same socket (one thread reads, others write).
-    pub fn try_clone(&self) -> io::Result<SocketStream> {
-        Ok(SocketStream { fd: dup(&self.fd)? })
-    }
-
-    /// Shuts down both directions; the reading thread then sees end of stream.
-    pub fn shutdown(&self) {
-        // SAFETY: plain call on a descriptor we own; failure is harmless.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
-    }
-}
-
-impl Read for SocketStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read_fd(self.fd.as_raw_fd(), buf)
-    }
-}
-
-impl Write for SocketStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            // MSG_NOSIGNAL: a vanished peer must give EPIPE, never a signal.
-            // SAFETY: the pointer and length describe `buf`.
-            let n = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Ok(usize::try_from(n).unwrap_or(0));
+/// One `write(2)` (or `send` with `MSG_NOSIGNAL` on a socket), retrying on EINTR.
+/// Returns how much was written; `WouldBlock` when a non-blocking fd is full.
+pub fn write_some(fd: RawFd, buf: &[u8], socket: bool) -> io::Result<usize> {
+    loop {
+        // SAFETY: the pointer and length describe `buf`.
+        let n = unsafe {
+            if socket {
+                libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+            } else {
+                libc::write(fd, buf.as_ptr().cast(), buf.len())
             }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
+        };
+        if n >= 0 {
+            return Ok(usize::try_from(n).unwrap_or(0));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+/// Whether `fd` is a socket (so writes can use `MSG_NOSIGNAL`).
+pub fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat fills a plain struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is writable.
+    unsafe { libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK }
+}
+
+/// `poll(2)`, retrying on EINTR; `timeout_ms` < 0 waits forever.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    loop {
+        // SAFETY: the pointer and length describe `fds`.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n >= 0 {
+            return Ok(usize::try_from(n).unwrap_or(0));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Sends `sig` to process group `pgid`; a group that is already gone is not an error.
+pub fn kill_group(pgid: libc::pid_t, sig: libc::c_int) {
+    if pgid > 1 {
+        // SAFETY: plain kill(2); a negative pid names the group.
+        unsafe { libc::kill(-pgid, sig) };
     }
 }

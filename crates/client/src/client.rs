@@ -1,495 +1,341 @@
-//! The connection: handshake, a reader thread that routes frames by id, and requests.
+//! The client: one connection per exec session or per CONTROL call.
 
-use std::collections::HashMap;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use supermachine_proto::{
-    read_frame, write_frame, ExecRequest, Frame, FrameError, GuestInfo, Hello, HelloReply, Message,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
-};
+use serde_json::{Map, Value};
+use supermachine_proto::{b64_decode, b64_encode, read_frame, write_frame, Control, Kind};
 
 use crate::error::{Error, Result};
-use crate::process::{Command, ExecOutput, Process};
-use crate::transport::{self, Endpoint};
+use crate::exec::{feed_stdin, Command, ExecOutput, Process};
+use crate::transport::Endpoint;
 
-/// Frames buffered per session before the reader thread waits for the consumer.
-const SESSION_QUEUE: usize = 64;
-/// Default bound on the connect handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes per `write_file_chunk` / `read_file_chunk` call, as supermachine's host uses.
+pub const FILE_CHUNK: usize = 8 << 20;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// A CONTROL reply's fields past `"ok": true`.
+pub type Reply = Map<String, Value>;
 
-/// Stdin send credit of one session, returned by the agent's `StdinAck`s.
-pub(crate) struct Credit {
-    state: Mutex<(u32, bool)>,
-    cond: Condvar,
-}
-
-impl Credit {
-    fn new(window: u32) -> Self {
-        Credit {
-            state: Mutex::new((window, false)),
-            cond: Condvar::new(),
-        }
-    }
-
-    fn add(&self, n: u32) {
-        let mut s = lock(&self.state);
-        s.0 = s.0.saturating_add(n);
-        self.cond.notify_all();
-    }
-
-    fn close(&self) {
-        lock(&self.state).1 = true;
-        self.cond.notify_all();
-    }
-
-    /// Takes up to `want` bytes of credit, waiting until some is available.
-    pub(crate) fn take(&self, want: u32) -> Result<u32> {
-        let mut s = lock(&self.state);
-        loop {
-            if s.1 {
-                return Err(Error::Closed("session ended".into()));
-            }
-            if s.0 > 0 {
-                let n = s.0.min(want);
-                s.0 -= n;
-                return Ok(n);
-            }
-            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-enum Route {
-    Reply(SyncSender<Message>),
-    Session(SyncSender<Message>, Arc<Credit>),
-}
-
-#[derive(Default)]
-struct Routes {
-    map: HashMap<u32, Route>,
-    /// Set once the reader thread has stopped: why.
-    closed: Option<String>,
-}
-
-pub(crate) struct Inner {
-    writer: Mutex<UnixStream>,
-    routes: Arc<Mutex<Routes>>,
-    next_id: AtomicU32,
-    hello: HelloReply,
-    timeout: Mutex<Option<Duration>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Ends the reader thread, and with it every session of this connection.
-        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
-    }
-}
-
-impl Inner {
-    pub(crate) fn next_id(&self) -> u32 {
-        loop {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
-                return id;
-            }
-        }
-    }
-
-    pub(crate) fn send(&self, id: u32, message: &Message) -> Result<()> {
-        let mut w = lock(&self.writer);
-        write_frame(&mut *w, id, message).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => Error::Protocol(e.to_string()),
-            _ => Error::Io(e),
-        })
-    }
-
-    fn closed_error(&self) -> Error {
-        let why = lock(&self.routes).closed.clone();
-        Error::Closed(why.unwrap_or_else(|| "connection lost".into()))
-    }
-
-    fn register(&self, id: u32, route: Route) -> Result<()> {
-        let mut routes = lock(&self.routes);
-        if let Some(why) = &routes.closed {
-            return Err(Error::Closed(why.clone()));
-        }
-        routes.map.insert(id, route);
-        Ok(())
-    }
-
-    pub(crate) fn unregister(&self, id: u32) {
-        let route = lock(&self.routes).map.remove(&id);
-        // A stdin writer waiting for credit of a forgotten session must not wait forever.
-        if let Some(Route::Session(_, credit)) = route {
-            credit.close();
-        }
-    }
-
-    /// Sends a request and waits for its one reply; agent errors become `Error::Agent`.
-    fn request(&self, message: &Message) -> Result<Message> {
-        let id = self.next_id();
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.register(id, Route::Reply(tx))?;
-        if let Err(e) = self.send(id, message) {
-            self.unregister(id);
-            return Err(e);
-        }
-        let timeout = *lock(&self.timeout);
-        let reply = match timeout {
-            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
-                RecvTimeoutError::Timeout => {
-                    Error::Timeout(format!("reply to frame type {:#04x}", message.kind()))
-                }
-                RecvTimeoutError::Disconnected => self.closed_error(),
-            }),
-            None => rx.recv().map_err(|_| self.closed_error()),
-        };
-        if reply.is_err() {
-            self.unregister(id);
-        }
-        match reply? {
-            Message::Error(e) => Err(Error::Agent(e)),
-            m => Ok(m),
-        }
-    }
-
-    /// Registers a session and sends its `Exec`; returns the event queue and credit.
-    pub(crate) fn start_session(
-        &self,
-        request: &ExecRequest,
-    ) -> Result<(u32, Receiver<Message>, Arc<Credit>)> {
-        let id = self.next_id();
-        let (tx, rx) = mpsc::sync_channel(SESSION_QUEUE);
-        let credit = Arc::new(Credit::new(self.hello.stdin_window));
-        self.register(id, Route::Session(tx, credit.clone()))?;
-        if let Err(e) = self.send(id, &Message::Exec(request.clone())) {
-            self.unregister(id);
-            return Err(e);
-        }
-        Ok((id, rx, credit))
-    }
-}
-
-/// Routes incoming frames until the connection ends. Never holds the routes lock while
-/// blocked on a full session queue.
-fn reader_loop(mut stream: UnixStream, routes: Arc<Mutex<Routes>>) {
-    let mut buf = Vec::new();
-    let why = loop {
-        let Frame { id, message } = match read_frame(&mut stream, &mut buf) {
-            Ok(f) => f,
-            Err(FrameError::Closed) => break "the agent closed the connection".to_string(),
-            Err(e) => break e.to_string(),
-        };
-        let target = {
-            let mut r = lock(&routes);
-            match r.map.get(&id) {
-                Some(Route::Reply(_)) => match r.map.remove(&id) {
-                    Some(Route::Reply(tx)) => Some(tx),
-                    _ => None,
-                },
-                Some(Route::Session(tx, credit)) => {
-                    if let Message::StdinAck { bytes } = message {
-                        credit.add(bytes);
-                        None
-                    } else {
-                        let tx = tx.clone();
-                        let last = matches!(message, Message::Exit(_));
-                        if last {
-                            if let Some(Route::Session(_, c)) = r.map.remove(&id) {
-                                c.close();
-                            }
-                        }
-                        Some(tx)
-                    }
-                }
-                // Connection-level errors (id 0) and late frames of dropped sessions.
-                None => None,
-            }
-        };
-        if let Some(tx) = target {
-            // A dropped receiver just means nobody wants this frame any more.
-            let _ = tx.send(message);
-        }
-    };
-    let mut r = lock(&routes);
-    r.closed = Some(why);
-    for (_, route) in r.map.drain() {
-        if let Route::Session(_, credit) = route {
-            credit.close();
-        }
-    }
-}
-
-/// A connection to a supermachine agent.
-///
-/// Cheap to clone (clones share the connection) and usable from many threads at once;
-/// the connection closes when the last clone and the last [`Process`] are dropped, and
-/// the agent then kills that connection's remaining processes.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use supermachine_client::{Client, Command};
-///
-/// # fn main() -> Result<(), supermachine_client::Error> {
-/// // Through the VMM's hybrid-vsock socket, retrying while the guest boots.
-/// let client = Client::wait_ready("/run/vm/vsock.sock", 7100, Duration::from_secs(60))?;
-/// let info = client.guest_info()?;
-/// println!("{} {} with {} CPUs", info.kernel_release, info.arch, info.cpus);
-///
-/// let out = client.exec(&Command::new("sh").arg("-c").arg("echo hi; exit 3"))?;
-/// assert_eq!(out.stdout, b"hi\n");
-/// assert_eq!(out.status.shell_code(), 3);
-/// client.power_off()?;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
+/// The agent's client. Holds no connection: each call opens its own.
+#[derive(Debug, Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<Inner>,
+    endpoint: Endpoint,
+    timeout: Option<Duration>,
 }
 
 impl Client {
-    /// Connects to `endpoint` and negotiates the protocol version, giving up on the
-    /// handshake after `timeout`.
-    pub fn connect_timeout(endpoint: &Endpoint, timeout: Duration) -> Result<Client> {
-        let mut stream = transport::open(endpoint, Some(timeout))?;
-        stream.set_read_timeout(Some(timeout))?;
-        let hello = Message::Hello(Hello {
-            min_version: MIN_PROTOCOL_VERSION,
-            max_version: PROTOCOL_VERSION,
-            client: concat!("supermachine-client ", env!("CARGO_PKG_VERSION")).into(),
-        });
-        write_frame(&mut stream, 1, &hello)?;
-        let mut buf = Vec::new();
-        let reply = match read_frame(&mut stream, &mut buf) {
-            Ok(f) => f.message,
-            Err(FrameError::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Error::Timeout("waiting for the agent's hello".into()))
-            }
-            Err(FrameError::Closed) => {
-                return Err(Error::Closed("closed before the agent's hello".into()))
-            }
-            Err(e) => return Err(Error::Protocol(e.to_string())),
-        };
-        let hello = match reply {
-            Message::HelloReply(h) => h,
-            Message::Error(e) => return Err(Error::Agent(e)),
-            other => {
-                return Err(Error::Protocol(format!(
-                    "expected a hello reply, got frame type {:#04x}",
-                    other.kind()
-                )))
-            }
-        };
-        stream.set_read_timeout(None)?;
-        let reader = stream.try_clone()?;
-        let routes = Arc::new(Mutex::new(Routes::default()));
-        let reader_routes = routes.clone();
-        std::thread::Builder::new()
-            .name("smctl-reader".into())
-            .spawn(move || reader_loop(reader, reader_routes))?;
-        let inner = Arc::new(Inner {
-            writer: Mutex::new(stream),
-            routes,
-            next_id: AtomicU32::new(2),
-            hello,
-            timeout: Mutex::new(None),
-        });
-        Ok(Client { inner })
+    /// A client of the agent at `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Client {
+        Client {
+            endpoint,
+            timeout: None,
+        }
     }
 
-    /// Connects to `endpoint` (30 s handshake bound).
-    pub fn connect(endpoint: &Endpoint) -> Result<Client> {
-        Client::connect_timeout(endpoint, HANDSHAKE_TIMEOUT)
+    /// Bounds each wait for the agent (handshake, CONTROL reply, the next frame of an
+    /// exec); `None` waits forever. Exec sessions that print nothing for longer fail
+    /// with [`Error::Timeout`].
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 
-    /// Connects to an agent listening on a Unix socket (`--unix PATH`).
-    pub fn connect_unix(path: impl AsRef<Path>) -> Result<Client> {
-        Client::connect(&Endpoint::Unix(path.as_ref().to_path_buf()))
+    /// Where this client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
-    /// Connects through a hybrid-vsock socket to guest vsock `port`.
-    pub fn connect_hybrid_vsock(uds_path: impl AsRef<Path>, port: u32) -> Result<Client> {
-        Client::connect(&Endpoint::HybridVsock {
-            uds: uds_path.as_ref().to_path_buf(),
-            port,
-        })
-    }
-
-    /// Retries connecting to `endpoint` until the agent answers a ping, or `timeout`.
-    ///
-    /// Copes with every stage of a slow boot: the socket not existing yet, the VMM
-    /// accepting and then closing (nothing listens on the guest port yet), and an agent
-    /// that accepted but has not answered.
-    pub fn wait_ready_at(endpoint: &Endpoint, timeout: Duration) -> Result<Client> {
+    /// Calls [`probe`](Self::probe) until it answers, for up to `timeout`: the agent
+    /// is up once this returns. Returns the protocol version.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = Client::connect_timeout(
-                endpoint,
-                left.clamp(Duration::from_millis(100), Duration::from_secs(5)),
-            )
-            .and_then(|c| {
-                c.set_timeout(Some(left.max(Duration::from_millis(100))));
-                c.ping()?;
-                c.set_timeout(None);
-                Ok(c)
-            });
-            match attempt {
-                Ok(c) => return Ok(c),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(Error::Timeout(format!("agent not ready: {e}")))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            let err = match self.probe() {
+                Ok(v) => return Ok(v),
+                Err(e @ Error::TooOld { .. }) => return Err(e),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "after {timeout:?} waiting for the agent to answer probe (last error: {err})"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `command`; read its output with [`Process::next_output`].
+    pub fn spawn(&self, command: &Command) -> Result<Process> {
+        let stream = self.endpoint.connect(self.timeout)?;
+        stream.set_read_timeout(self.timeout)?;
+        // An agent that stops reading must not hang stdin writes forever either.
+        stream.set_write_timeout(self.timeout)?;
+        Process::start(stream, command)
+    }
+
+    /// Runs `command` with an empty stdin and collects its output.
+    pub fn exec(&self, command: &Command) -> Result<ExecOutput> {
+        let process = self.spawn(command)?;
+        process.close_stdin()?;
+        process.wait_with_output()
+    }
+
+    /// Runs `command` with `input` as its stdin and collects its output.
+    pub fn exec_with_stdin(&self, command: &Command, input: &[u8]) -> Result<ExecOutput> {
+        let process = self.spawn(command)?;
+        feed_stdin(process.control(), std::io::Cursor::new(input.to_vec()));
+        process.wait_with_output()
+    }
+
+    /// Runs `command` with stdin read from `input` on a thread of its own.
+    pub fn spawn_with_stdin(
+        &self,
+        command: &Command,
+        input: impl Read + Send + 'static,
+    ) -> Result<Process> {
+        let process = self.spawn(command)?;
+        feed_stdin(process.control(), input);
+        Ok(process)
+    }
+
+    /// One CONTROL call: the fields of an `ok: true` reply, or [`Error::Agent`] with
+    /// its `error` text.
+    pub fn control(&self, request: &Control) -> Result<Reply> {
+        let json = serde_json::to_vec(request)
+            .map_err(|e| Error::Protocol(format!("cannot encode the CONTROL request: {e}")))?;
+        if json.len() > supermachine_proto::MAX_PAYLOAD as usize {
+            return Err(Error::TooLarge(format!(
+                "a CONTROL request of {} bytes is over the frame limit",
+                json.len()
+            )));
+        }
+        let mut stream = self.endpoint.connect(self.timeout)?;
+        stream.set_read_timeout(self.timeout)?;
+        stream.set_write_timeout(self.timeout)?;
+        write_frame(&mut stream, Kind::Control as u8, &json)?;
+        stream.flush()?;
+        let frame = read_frame(&mut stream)?.ok_or_else(|| {
+            Error::Protocol("the agent closed the connection without a CONTROL reply".into())
+        })?;
+        match Kind::from_u8(frame.kind) {
+            Some(Kind::Control) => {}
+            Some(Kind::Error) => {
+                return Err(Error::Agent(
+                    String::from_utf8_lossy(&frame.payload).into_owned(),
+                ))
+            }
+            _ => {
+                return Err(Error::Protocol(format!(
+                    "expected a CONTROL reply, got a frame of kind {:#04x}",
+                    frame.kind
+                )))
+            }
+        }
+        let mut reply: Reply = serde_json::from_slice(&frame.payload)
+            .map_err(|e| Error::Protocol(format!("CONTROL reply is not a JSON object: {e}")))?;
+        match reply.remove("ok") {
+            Some(Value::Bool(true)) => Ok(reply),
+            Some(Value::Bool(false)) => Err(Error::Agent(
+                reply
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no error text)")
+                    .to_string(),
+            )),
+            _ => Err(Error::Protocol(
+                "CONTROL reply without a boolean \"ok\"".into(),
+            )),
+        }
+    }
+
+    /// The agent's protocol version; [`Error::TooOld`] below [`crate::MIN_PROTOCOL`].
+    pub fn probe(&self) -> Result<u32> {
+        let reply = self.control(&Control::Probe)?;
+        let protocol = reply
+            .get("protocol")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| Error::Protocol("probe reply without a \"protocol\" number".into()))?;
+        if protocol < crate::MIN_PROTOCOL {
+            return Err(Error::TooOld { protocol });
+        }
+        Ok(protocol)
+    }
+
+    /// Sends `signum` to the workload (the pid in `/run/supermachine-workload.pid`);
+    /// returns that pid when the agent says it.
+    pub fn signal_workload(&self, signum: i32) -> Result<Option<u32>> {
+        let reply = self.control(&Control::Signal { signum })?;
+        Ok(reply
+            .get("pid")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok()))
+    }
+
+    /// Writes a whole file of at most [`FILE_CHUNK`] bytes in one call.
+    pub fn write_file(&self, path: &str, data: &[u8], mode: Option<u32>) -> Result<()> {
+        if data.len() > FILE_CHUNK {
+            return Err(Error::TooLarge(format!(
+                "write_file takes at most {FILE_CHUNK} bytes, not {}; use upload",
+                data.len()
+            )));
+        }
+        self.control(&Control::WriteFile {
+            path: path.into(),
+            data_b64: b64_encode(data),
+            mode,
+        })
+        .map(drop)
+    }
+
+    /// One `write_file_chunk` call (see [`upload`](Self::upload) for whole files).
+    pub fn write_file_chunk(
+        &self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        last: bool,
+        token: &str,
+        mode: Option<u32>,
+    ) -> Result<()> {
+        self.control(&Control::WriteFileChunk {
+            path: path.into(),
+            offset,
+            data_b64: b64_encode(data),
+            last,
+            token: Some(token.into()),
+            mode: if last { mode } else { None },
+        })
+        .map(drop)
+    }
+
+    /// Writes everything `input` yields to `path` in [`FILE_CHUNK`] pieces; the file
+    /// appears in the guest, with `mode`, only when the last piece is in. Returns the size.
+    pub fn upload(&self, path: &str, input: &mut dyn Read, mode: Option<u32>) -> Result<u64> {
+        let token = transfer_token();
+        let mut offset = 0u64;
+        let mut chunk = vec![0u8; FILE_CHUNK];
+        let mut filled = read_up_to(input, &mut chunk)?;
+        loop {
+            // Read one chunk ahead, so the last one can say so.
+            let mut next = vec![0u8; FILE_CHUNK];
+            let next_filled = if filled == FILE_CHUNK {
+                read_up_to(input, &mut next)?
+            } else {
+                0
+            };
+            let last = next_filled == 0;
+            let data = chunk.get(..filled).unwrap_or_default();
+            self.write_file_chunk(path, offset, data, last, &token, mode)?;
+            offset += filled as u64;
+            if last {
+                return Ok(offset);
+            }
+            chunk = next;
+            filled = next_filled;
+        }
+    }
+
+    /// One `read_file_chunk` call: up to `len` bytes from `offset`, and the file's size.
+    pub fn read_file_chunk(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        max_bytes: Option<u64>,
+    ) -> Result<(Vec<u8>, u64)> {
+        let reply = self.control(&Control::ReadFileChunk {
+            path: path.into(),
+            offset,
+            len,
+            max_bytes,
+        })?;
+        let data = reply
+            .get("data_b64")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Protocol("read_file_chunk reply without data_b64".into()))?;
+        let data = b64_decode(data)
+            .map_err(|e| Error::Protocol(format!("read_file_chunk data_b64: {e}")))?;
+        let total = reply
+            .get("total_len")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Error::Protocol("read_file_chunk reply without total_len".into()))?;
+        Ok((data, total))
+    }
+
+    /// Copies the guest file `path` into `out` in [`FILE_CHUNK`] pieces; returns its size.
+    pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64> {
+        let mut offset = 0u64;
+        loop {
+            let (data, total) = self.read_file_chunk(path, offset, FILE_CHUNK as u64, None)?;
+            out.write_all(&data)?;
+            offset += data.len() as u64;
+            if offset >= total {
+                return Ok(offset);
+            }
+            if data.is_empty() {
+                return Err(Error::Protocol(format!(
+                    "{path} shrank while it was read (at {offset} of {total} bytes)"
+                )));
             }
         }
     }
 
-    /// [`Client::wait_ready_at`] through a hybrid-vsock socket.
-    pub fn wait_ready(uds_path: impl AsRef<Path>, port: u32, timeout: Duration) -> Result<Client> {
-        let endpoint = Endpoint::HybridVsock {
-            uds: uds_path.as_ref().to_path_buf(),
-            port,
-        };
-        Client::wait_ready_at(&endpoint, timeout)
-    }
-
-    /// [`Client::wait_ready_at`] on a plain Unix socket.
-    pub fn wait_ready_unix(path: impl AsRef<Path>, timeout: Duration) -> Result<Client> {
-        Client::wait_ready_at(&Endpoint::Unix(path.as_ref().to_path_buf()), timeout)
-    }
-
-    /// Bounds how long control requests (not exec) wait for their reply; `None`
-    /// (the default) waits forever.
-    pub fn set_timeout(&self, timeout: Option<Duration>) {
-        *lock(&self.inner.timeout) = timeout;
-    }
-
-    /// The agent's answer to the version handshake.
-    pub fn hello(&self) -> &HelloReply {
-        &self.inner.hello
-    }
-
-    /// Guest `CLOCK_BOOTTIME` (ns) when the agent became ready to accept connections.
-    pub fn ready_boottime_ns(&self) -> u64 {
-        self.inner.hello.ready_boottime_ns
-    }
-
-    /// Round trip to the agent; returns the time it took.
-    pub fn ping(&self) -> Result<Duration> {
-        let start = Instant::now();
-        let nonce = u64::from(self.inner.next_id());
-        match self.inner.request(&Message::Ping { nonce })? {
-            Message::Pong { nonce: n } if n == nonce => Ok(start.elapsed()),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Kernel release, arch, uptime, memory and CPU count of the guest.
-    pub fn guest_info(&self) -> Result<GuestInfo> {
-        match self.inner.request(&Message::GuestInfoRequest)? {
-            Message::GuestInfo(info) => Ok(info),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    fn expect_ok(&self, message: &Message) -> Result<()> {
-        match self.inner.request(message)? {
-            Message::Ok => Ok(()),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Sets the guest's wall clock.
-    pub fn set_clock(&self, time: SystemTime) -> Result<()> {
-        let since = time
+    /// Sets the guest's clock to the host's.
+    pub fn sync_time(&self) -> Result<()> {
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_err(|_| Error::Protocol("time before the Unix epoch".into()))?;
-        let secs = i64::try_from(since.as_secs())
-            .map_err(|_| Error::Protocol("time out of range".into()))?;
-        self.set_clock_raw(secs, since.subsec_nanos())
+            .map_err(|_| Error::Protocol("the host clock is before 1970".into()))?;
+        let host_unix_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        self.control(&Control::SyncTime { host_unix_ns }).map(drop)
     }
 
-    /// Sets the guest's wall clock from seconds and nanoseconds since the epoch.
-    pub fn set_clock_raw(&self, secs: i64, nanos: u32) -> Result<()> {
-        self.expect_ok(&Message::SetClock { secs, nanos })
-    }
-
-    /// Flushes the guest's file systems.
+    /// Flushes the guest's file systems (sync(2)).
     pub fn sync(&self) -> Result<()> {
-        self.expect_ok(&Message::Sync)
+        self.control(&Control::Sync).map(drop)
     }
 
-    /// Powers the guest off (after a sync). Returns once the agent acknowledged.
-    pub fn power_off(&self) -> Result<()> {
-        self.expect_ok(&Message::PowerOff)
+    /// Drops the guest's page cache, dentries and inodes.
+    pub fn drop_vfs_caches(&self) -> Result<()> {
+        self.control(&Control::DropVfsCaches).map(drop)
     }
 
-    /// Reboots the guest (after a sync); under a `-no-reboot` VMM this ends the VM.
-    pub fn reboot(&self) -> Result<()> {
-        self.expect_ok(&Message::Reboot)
+    /// Parks the guest's secondary vCPUs (needs `/dev/smpark`).
+    pub fn smpark_park(&self) -> Result<()> {
+        self.control(&Control::SmparkPark).map(drop)
     }
 
-    /// Sends `signal` to any guest process (not init, not the agent).
-    pub fn signal_pid(&self, pid: i32, signal: i32) -> Result<()> {
-        self.expect_ok(&Message::SignalPid { pid, signal })
-    }
-
-    pub(crate) fn signal_session(&self, session: u32, signal: i32) -> Result<()> {
-        self.expect_ok(&Message::Signal { session, signal })
-    }
-
-    pub(crate) fn resize_session(&self, session: u32, rows: u16, cols: u16) -> Result<()> {
-        let size = supermachine_proto::WindowSize { rows, cols };
-        self.expect_ok(&Message::Resize { session, size })
-    }
-
-    /// Starts a process and returns it for streaming (stdin, output, signals, wait).
-    pub fn spawn(&self, command: &Command) -> Result<Process> {
-        Process::start(self.clone(), command.request())
-    }
-
-    /// Runs a process to completion with empty stdin, collecting its output.
-    pub fn exec(&self, command: &Command) -> Result<ExecOutput> {
-        let mut command = command.clone();
-        command.stdin(false);
-        self.spawn(&command)?.wait_with_output()
-    }
-
-    /// Runs a process to completion feeding it `input` on stdin, collecting its output.
-    pub fn exec_with_stdin(&self, command: &Command, input: &[u8]) -> Result<ExecOutput> {
-        let mut command = command.clone();
-        command.stdin(true);
-        let process = self.spawn(&command)?;
-        let stdin = process.stdin();
-        std::thread::scope(|s| {
-            let feeder = s.spawn(move || -> Result<()> {
-                stdin.write(input)?;
-                stdin.close()
-            });
-            let output = process.wait_with_output();
-            // The process may exit without reading everything; that is not an error.
-            let _ = feeder.join();
-            output
-        })
+    /// Releases the parked vCPUs.
+    pub fn smpark_unpark(&self) -> Result<()> {
+        self.control(&Control::SmparkUnpark).map(drop)
     }
 }
 
-pub(crate) fn unexpected(m: &Message) -> Error {
-    Error::Protocol(format!("unexpected reply of frame type {:#04x}", m.kind()))
+/// Fills `buf` from `input` as far as it goes; returns the bytes read (short only at EOF).
+fn read_up_to(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|b| !b.is_empty()) {
+        match input.read(rest) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(got)
+}
+
+/// A name for one upload, distinct between processes and calls.
+fn transfer_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -3,45 +3,47 @@
 use std::fmt;
 use std::io;
 
-use supermachine_proto::{ErrorReply, FrameTooLarge};
+use supermachine_proto::FrameError;
 
 /// Everything that can go wrong talking to the agent.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A socket operation failed.
+    /// A socket operation failed (connect, read, write).
     Io(io::Error),
-    /// The hybrid-vsock `CONNECT` handshake failed (usually: nothing listens yet).
+    /// The hybrid-vsock `CONNECT` handshake failed (usually: nothing listens on the port yet).
     Handshake(String),
-    /// The agent sent something this client does not expect.
+    /// The agent refused the request: the text of its ERROR frame, or the `error` of a
+    /// CONTROL reply with `ok: false`.
+    Agent(String),
+    /// The agent sent something this protocol does not allow.
     Protocol(String),
-    /// The agent answered with an error.
-    Agent(ErrorReply),
-    /// The connection is closed (the reason, when known).
-    Closed(String),
+    /// The agent answers CONTROL `probe` with a version older than this client needs.
+    TooOld {
+        /// The version the agent answered.
+        protocol: u32,
+    },
     /// No answer in time (what was being waited for).
     Timeout(String),
-    /// A request would not fit in one frame (argv/env too long).
-    FrameTooLarge(FrameTooLarge),
+    /// A request does not fit in one frame (argv, env or staged files too large).
+    TooLarge(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) => write!(f, "i/o error: {e}"),
-            Error::Handshake(m) => write!(f, "vsock handshake failed: {m}"),
+            Error::Io(e) => write!(f, "i/o error talking to the agent: {e}"),
+            Error::Handshake(m) => write!(f, "vsock CONNECT handshake failed: {m}"),
+            Error::Agent(m) => write!(f, "agent error: {m}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
-            Error::Agent(r) if r.errno != 0 => {
-                write!(
-                    f,
-                    "agent error ({:?}, errno {}): {}",
-                    r.code, r.errno, r.message
-                )
-            }
-            Error::Agent(r) => write!(f, "agent error ({:?}): {}", r.code, r.message),
-            Error::Closed(m) => write!(f, "connection closed: {m}"),
-            Error::Timeout(m) => write!(f, "timed out: {m}"),
-            Error::FrameTooLarge(e) => write!(f, "request too large: {e}"),
+            Error::TooOld { protocol } => write!(
+                f,
+                "the agent speaks protocol {protocol}, this client needs {} or newer: \
+                 rebuild the guest assets with a newer agent",
+                crate::MIN_PROTOCOL
+            ),
+            Error::Timeout(m) => write!(f, "timed out {m}"),
+            Error::TooLarge(m) => write!(f, "request too large: {m}"),
         }
     }
 }
@@ -50,7 +52,6 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
-            Error::FrameTooLarge(e) => Some(e),
             _ => None,
         }
     }
@@ -58,13 +59,22 @@ impl std::error::Error for Error {
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return Error::Timeout("waiting for the agent".into());
+        }
         Error::Io(e)
     }
 }
 
-impl From<FrameTooLarge> for Error {
-    fn from(e: FrameTooLarge) -> Self {
-        Error::FrameTooLarge(e)
+impl From<FrameError> for Error {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(e) => e.into(),
+            other => Error::Protocol(other.to_string()),
+        }
     }
 }
 

@@ -1,15 +1,17 @@
-//! Host-side client of the supermachine in-guest agent.
+//! Host-side client of the supermachine in-guest agent, speaking supermachine's own
+//! protocol ([`supermachine_proto`]): one connection per exec session or CONTROL call.
 //!
-//! Connects through a VMM's hybrid-vsock Unix socket ([`Client::connect_hybrid_vsock`],
-//! [`Client::wait_ready`]) or a plain Unix socket ([`Client::connect_unix`]), and
-//! speaks the protocol of [`supermachine_proto`]: run processes ([`Client::exec`],
-//! [`Client::spawn`] for streaming), query and control the guest.
+//! The agent is reached through a Unix socket already bridged to guest port 1028, as
+//! supermachine's VMM offers it ([`Endpoint::Bridged`]), or through the hybrid-vsock
+//! socket of Firecracker / vhost-device-vsock ([`Endpoint::HybridVsock`],
+//! `CONNECT 1028`).
 //!
 //! ```no_run
-//! use supermachine_client::{Client, Command, Output};
+//! use supermachine_client::{Client, Command, Endpoint, Output};
 //!
 //! # fn main() -> Result<(), supermachine_client::Error> {
-//! let client = Client::connect_unix("/tmp/agent.sock")?;
+//! let client = Client::new(Endpoint::hybrid_vsock("/run/vm/vsock.sock"));
+//! client.probe()?;
 //! let mut cat = client.spawn(&Command::new("cat"))?;
 //! cat.write_stdin(b"hello\n")?;
 //! cat.close_stdin()?;
@@ -17,7 +19,7 @@
 //!     match event {
 //!         Output::Stdout(data) => print!("{}", String::from_utf8_lossy(&data)),
 //!         Output::Stderr(data) => eprint!("{}", String::from_utf8_lossy(&data)),
-//!         Output::Exit(status) => println!("exit: {status:?}"),
+//!         Output::Exit(status) => println!("exit code {}", status.code),
 //!     }
 //! }
 //! # Ok(())
@@ -31,14 +33,14 @@
 
 mod client;
 mod error;
-mod process;
+mod exec;
 mod transport;
 
-pub use client::Client;
+pub use client::{Client, Reply, FILE_CHUNK};
 pub use error::{Error, Result};
-pub use process::{Command, ExecOutput, Output, Process, ProcessControl, StdinWriter};
-pub use supermachine_proto::{ErrorCode, ErrorReply, ExitStatus, GuestInfo, HelloReply};
+pub use exec::{Command, ExecOutput, ExitStatus, Output, Process, ProcessControl};
+pub use supermachine_proto::AGENT_VSOCK_PORT;
 pub use transport::Endpoint;
 
-/// The agent's default vsock port.
-pub const DEFAULT_PORT: u32 = supermachine_proto::DEFAULT_VSOCK_PORT;
+/// The oldest agent protocol this client (like supermachine's host) works with.
+pub const MIN_PROTOCOL: u32 = 5;

@@ -1,20 +1,23 @@
-//! The wire protocol between the supermachine in-guest agent and its host clients.
+//! The wire protocol between supermachine's host and its in-guest agent, as the
+//! published `supermachine` crate speaks it (host side: its `exec.rs` and `api.rs`).
 //!
-//! One byte stream (vsock, or a Unix socket) carries frames both ways: a 12-byte header
-//! (magic, type, flags, id, length) and a compact little-endian payload. The client
-//! opens with [`Message::Hello`]; the agent answers with the negotiated version. Requests
-//! carry a client-chosen id that the reply echoes; an [`Message::Exec`] id names a
-//! session whose output, stdin credit and exit travel under the same id.
+//! One connection carries one exec session or one CONTROL call. Every frame is a 5-byte
+//! header, `u8` kind and `u32` big-endian payload length, then the payload. The first
+//! frame a client sends decides the mode: [`Kind::Request`] (JSON [`ExecRequest`]) or
+//! [`Kind::Control`] (JSON [`Control`], answered by exactly one CONTROL frame).
 //!
-//! The full description, with byte layouts and limits, is `docs/protocol.md`.
+//! The full description, with the choices made where the host leaves one, is
+//! `docs/protocol.md`.
 //!
 //! ```
-//! use supermachine_proto::{decode_frame, encode_frame, Message};
+//! use supermachine_proto::{write_frame, Decoder, Kind};
 //!
-//! let bytes = encode_frame(7, &Message::Ping { nonce: 42 }).unwrap();
-//! let (frame, used) = decode_frame(&bytes).unwrap();
-//! assert_eq!(used, bytes.len());
-//! assert_eq!(frame.unwrap().message, Message::Ping { nonce: 42 });
+//! let mut wire = Vec::new();
+//! write_frame(&mut wire, Kind::Stdin as u8, b"hello").unwrap();
+//! let mut dec = Decoder::new();
+//! dec.push(&wire);
+//! let frame = dec.next_frame().unwrap().unwrap();
+//! assert_eq!((frame.kind, frame.payload.as_slice()), (0, &b"hello"[..]));
 //! ```
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -27,39 +30,28 @@
     )
 )]
 
-mod codec;
 mod frame;
 mod message;
 
-pub use codec::DecodeError;
-pub use frame::{
-    decode_frame, decode_payload, encode_frame, read_frame, skip_payload, write_frame, Frame,
-    FrameError, FrameTooLarge, Header, HEADER_LEN, MAGIC,
-};
+pub use frame::{encode_header, read_frame, write_frame, Decoder, Frame, FrameError, Kind};
 pub use message::{
-    kind, ErrorCode, ErrorReply, ExecRequest, ExitStatus, GuestInfo, Hello, HelloReply, Message,
-    WindowSize,
+    b64_decode, b64_encode, control_err, control_ok, parse_control, parse_request, Control,
+    ControlParseError, ExecRequest, Exit, ExitDecodeError, Resize, StageFile,
 };
 
-/// The protocol version this crate speaks (the newest).
-pub const PROTOCOL_VERSION: u16 = 1;
-/// The oldest protocol version this crate still speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// The vsock port the agent listens on unless told otherwise.
-pub const DEFAULT_VSOCK_PORT: u32 = 7100;
-/// Largest payload of one frame, in bytes (the 12-byte header not counted).
-pub const MAX_FRAME_SIZE: u32 = 256 * 1024;
-/// Most sessions (running execs) one connection may have at once.
-pub const MAX_SESSIONS: u32 = 128;
-/// Most client connections the agent serves at once.
-pub const MAX_CONNECTIONS: u32 = 16;
-/// Stdin bytes a client may send to one session before the agent acknowledges them.
-pub const STDIN_WINDOW: u32 = 64 * 1024;
-/// Largest data chunk the agent puts in one stdout/stderr frame.
-pub const MAX_DATA_CHUNK: u32 = 32 * 1024;
-
-/// Picks the version both sides speak: the newest in `[min, max]` that this crate knows.
-pub fn negotiate_version(min: u16, max: u16) -> Option<u16> {
-    let top = max.min(PROTOCOL_VERSION);
-    (top >= min && top >= MIN_PROTOCOL_VERSION).then_some(top)
-}
+/// Bytes in a frame header: `u8` kind, then `u32` big-endian payload length.
+pub const HEADER_LEN: usize = 5;
+/// Largest payload accepted, as the host caps it (16 MiB).
+pub const MAX_PAYLOAD: u32 = 16 << 20;
+/// Protocol version answered by CONTROL `probe`; the host needs 5 or more.
+pub const PROTOCOL_VERSION: u32 = 5;
+/// Guest vsock port the agent listens on.
+pub const AGENT_VSOCK_PORT: u32 = 1028;
+/// Host vsock port init-oci fetches the environment from (aarch64).
+pub const ENV_SERVICE_PORT: u32 = 1026;
+/// The host's vsock CID; the agent accepts connections only from it.
+pub const HOST_CID: u32 = 2;
+/// Written by the agent once it listens.
+pub const AGENT_READY_PATH: &str = "/run/supermachine-agent-ready";
+/// Holds the workload's pid, written by the launcher; CONTROL `signal` targets it.
+pub const WORKLOAD_PID_PATH: &str = "/run/supermachine-workload.pid";

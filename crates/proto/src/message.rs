@@ -1,609 +1,455 @@
-//! The messages carried in frames, their type codes and payload layouts.
+//! Payloads: the REQUEST and CONTROL JSON, CONTROL replies, EXIT and RESIZE.
 
-use crate::codec::{DecodeError, Decoder, Encoder};
+use std::collections::BTreeMap;
+use std::fmt;
 
-/// Frame type codes. Requests from the client are below 0x80, replies and events from
-/// the agent are 0x80 and above.
-pub mod kind {
-    /// Client → agent: version negotiation; must be the first frame.
-    pub const HELLO: u8 = 0x01;
-    /// Client → agent: liveness check, answered by [`PONG`].
-    pub const PING: u8 = 0x02;
-    /// Client → agent: ask for [`GUEST_INFO`].
-    pub const GUEST_INFO_REQUEST: u8 = 0x03;
-    /// Client → agent: set `CLOCK_REALTIME`.
-    pub const SET_CLOCK: u8 = 0x04;
-    /// Client → agent: `sync(2)`.
-    pub const SYNC: u8 = 0x05;
-    /// Client → agent: reply, sync, power off.
-    pub const POWER_OFF: u8 = 0x06;
-    /// Client → agent: reply, sync, reboot.
-    pub const REBOOT: u8 = 0x07;
-    /// Client → agent: start a process; the frame id names the new session.
-    pub const EXEC: u8 = 0x10;
-    /// Client → agent: bytes for a session's stdin; empty means end of input.
-    pub const STDIN: u8 = 0x11;
-    /// Client → agent: set a session's pty window size.
-    pub const RESIZE: u8 = 0x12;
-    /// Client → agent: signal a session's process.
-    pub const SIGNAL: u8 = 0x13;
-    /// Client → agent: signal any process by pid.
-    pub const SIGNAL_PID: u8 = 0x14;
-    /// Agent → client: answer to [`HELLO`].
-    pub const HELLO_REPLY: u8 = 0x81;
-    /// Agent → client: answer to [`PING`].
-    pub const PONG: u8 = 0x82;
-    /// Agent → client: answer to [`GUEST_INFO_REQUEST`].
-    pub const GUEST_INFO: u8 = 0x83;
-    /// Agent → client: a request without other result succeeded.
-    pub const OK: u8 = 0x84;
-    /// Agent → client: a session's process started.
-    pub const STARTED: u8 = 0x85;
-    /// Agent → client: a session's stdout (or pty) bytes; empty means end of stream.
-    pub const STDOUT: u8 = 0x86;
-    /// Agent → client: a session's stderr bytes; empty means end of stream.
-    pub const STDERR: u8 = 0x87;
-    /// Agent → client: stdin bytes consumed, returning send credit.
-    pub const STDIN_ACK: u8 = 0x88;
-    /// Agent → client: a session's process ended; the last frame of a session.
-    pub const EXIT: u8 = 0x89;
-    /// Agent → client: a request failed or a frame was rejected.
-    pub const ERROR: u8 = 0x8f;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// REQUEST payload: what to run. Optional fields are left out of the JSON when empty,
+/// as the host sends them; unknown fields are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Program and arguments; `argv[0]` is looked up in `PATH`.
+    pub argv: Vec<String>,
+    /// Variables set on top of the agent's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Run on a pseudo-terminal (all three standard streams).
+    #[serde(default)]
+    pub tty: bool,
+    /// Initial pty width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cols: Option<u16>,
+    /// Initial pty height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u16>,
+    /// Files written (atomically, with their mode) before the exec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage_files: Vec<StageFile>,
+    /// More commands run after `argv`, `&&`-style: the first failure ends the chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<Vec<String>>,
 }
 
-/// Client → agent version negotiation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hello {
-    /// Oldest protocol version the client speaks.
-    pub min_version: u16,
-    /// Newest protocol version the client speaks.
-    pub max_version: u16,
-    /// Free-form client name, for the agent's log.
-    pub client: String,
+/// One file of [`ExecRequest::stage_files`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageFile {
+    /// Absolute path in the guest; its parent directory must exist.
+    pub path: String,
+    /// Contents, standard base64.
+    pub data_b64: String,
+    /// Permission bits; without one the file gets 0644.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
-/// The agent's answer to [`Hello`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HelloReply {
-    /// The version both sides will speak (the newest in common).
-    pub version: u16,
-    /// The agent's package version.
-    pub agent_version: String,
-    /// Guest `CLOCK_BOOTTIME` in nanoseconds when the agent's listener was bound.
-    pub ready_boottime_ns: u64,
-    /// The agent's [`crate::MAX_FRAME_SIZE`].
-    pub max_frame_size: u32,
-    /// The agent's [`crate::MAX_SESSIONS`].
-    pub max_sessions: u32,
-    /// Unacknowledged stdin bytes allowed per session ([`crate::STDIN_WINDOW`]).
-    pub stdin_window: u32,
+/// A CONTROL request: `{"action": "...", ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Control {
+    /// Answered with `{"ok":true,"protocol":N}`.
+    Probe,
+    /// Signals the workload named by [`crate::WORKLOAD_PID_PATH`].
+    Signal {
+        /// Signal number.
+        signum: i32,
+    },
+    /// Writes a whole file atomically.
+    WriteFile {
+        /// Destination path.
+        path: String,
+        /// Contents, standard base64.
+        data_b64: String,
+        /// Permission bits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+    },
+    /// One chunk of a file written in pieces; the file appears with the last one.
+    WriteFileChunk {
+        /// Destination path.
+        path: String,
+        /// Where this chunk goes in the file.
+        offset: u64,
+        /// Chunk contents, standard base64.
+        data_b64: String,
+        /// Whether this chunk completes the file.
+        #[serde(default)]
+        last: bool,
+        /// Names the transfer, so two uploads to one path do not mix.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Permission bits (sent with the last chunk).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+    },
+    /// Reads part of a file: answered with `data_b64` and `total_len`.
+    ReadFileChunk {
+        /// Source path.
+        path: String,
+        /// First byte to read.
+        offset: u64,
+        /// Most bytes to return.
+        len: u64,
+        /// Refuse files larger than this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bytes: Option<u64>,
+    },
+    /// Sets the guest's realtime clock.
+    SyncTime {
+        /// Host time, nanoseconds since the Unix epoch.
+        host_unix_ns: u64,
+    },
+    /// sync(2).
+    Sync,
+    /// Drops the page cache, dentries and inodes.
+    DropVfsCaches,
+    /// Parks the secondary vCPUs through `/dev/smpark`.
+    SmparkPark,
+    /// Releases them.
+    SmparkUnpark,
 }
 
-/// Facts about the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestInfo {
-    /// `uname -r`.
-    pub kernel_release: String,
-    /// `uname -m` (`x86_64`, `aarch64`).
-    pub arch: String,
-    /// `CLOCK_BOOTTIME` in nanoseconds.
-    pub uptime_ns: u64,
-    /// Total RAM in bytes.
-    pub mem_total: u64,
-    /// Free RAM in bytes (`sysinfo` `freeram`).
-    pub mem_free: u64,
-    /// Online CPUs.
-    pub cpus: u32,
+/// Why a CONTROL payload was not understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlParseError {
+    /// Valid JSON with an `action` this protocol does not have.
+    UnknownAction(String),
+    /// Not JSON, no `action`, or wrong fields for the action.
+    Malformed(String),
 }
 
-/// Window size of a pseudo-terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowSize {
-    /// Rows.
-    pub rows: u16,
+impl fmt::Display for ControlParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The host string-matches this exact text.
+            ControlParseError::UnknownAction(_) => f.write_str("unknown CONTROL action"),
+            ControlParseError::Malformed(e) => write!(f, "CONTROL JSON parse: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ControlParseError {}
+
+const ACTIONS: &[&str] = &[
+    "probe",
+    "signal",
+    "write_file",
+    "write_file_chunk",
+    "read_file_chunk",
+    "sync_time",
+    "sync",
+    "drop_vfs_caches",
+    "smpark_park",
+    "smpark_unpark",
+];
+
+/// Parses a CONTROL payload.
+pub fn parse_control(payload: &[u8]) -> Result<Control, ControlParseError> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| ControlParseError::Malformed(e.to_string()))?;
+    let action = match value.get("action") {
+        Some(Value::String(a)) => a.clone(),
+        Some(_) => {
+            return Err(ControlParseError::Malformed(
+                "\"action\" is not a string".into(),
+            ))
+        }
+        None => {
+            return Err(ControlParseError::Malformed(
+                "missing field `action`".into(),
+            ))
+        }
+    };
+    if !ACTIONS.contains(&action.as_str()) {
+        return Err(ControlParseError::UnknownAction(action));
+    }
+    serde_json::from_value(value).map_err(|e| ControlParseError::Malformed(e.to_string()))
+}
+
+/// Parses a REQUEST payload; the error text follows `REQUEST JSON parse: `.
+pub fn parse_request(payload: &[u8]) -> Result<ExecRequest, String> {
+    serde_json::from_slice(payload).map_err(|e| e.to_string())
+}
+
+/// A successful CONTROL reply: `{"ok":true}` plus `extra` ("ok" first, as the
+/// published agent writes it).
+pub fn control_ok(extra: Map<String, Value>) -> Vec<u8> {
+    let mut out = String::from(r#"{"ok":true"#);
+    for (k, v) in &extra {
+        out.push(',');
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        out.push_str(&v.to_string());
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+/// A failed CONTROL reply: `{"ok":false,"error":msg}`.
+pub fn control_err(msg: &str) -> Vec<u8> {
+    format!(r#"{{"ok":false,"error":{}}}"#, Value::String(msg.into())).into_bytes()
+}
+
+/// Standard base64 (with padding), the encoding of every `data_b64` field.
+pub fn b64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes a `data_b64` field.
+pub fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("data_b64 is not valid base64: {e}"))
+}
+
+/// EXIT payload: `u32` BE code (signal deaths folded to 128+signal), then optionally
+/// the peak RSS in KiB as `u64` BE. This agent always sends both (12 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit code, or 128+signal.
+    pub code: u32,
+    /// Peak resident set size of the child, KiB.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// An EXIT payload shorter than the 4-byte code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitDecodeError {
+    /// Bytes received.
+    pub len: usize,
+}
+
+impl fmt::Display for ExitDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "truncated EXIT frame: {} byte(s), need at least 4 for the exit code",
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for ExitDecodeError {}
+
+impl Exit {
+    /// The wire payload: 4 bytes, or 12 with the peak RSS.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.code.to_be_bytes().to_vec();
+        if let Some(rss) = self.peak_rss_kib {
+            v.extend_from_slice(&rss.to_be_bytes());
+        }
+        v
+    }
+
+    /// Reads a payload as the host does: the RSS only when all 8 of its bytes are there.
+    pub fn decode(p: &[u8]) -> Result<Exit, ExitDecodeError> {
+        let code = p
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .ok_or(ExitDecodeError { len: p.len() })?;
+        let peak_rss_kib = p
+            .get(4..12)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes);
+        Ok(Exit {
+            code: u32::from_be_bytes(code),
+            peak_rss_kib,
+        })
+    }
+}
+
+/// RESIZE payload: `u16` BE columns, then `u16` BE rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resize {
     /// Columns.
     pub cols: u16,
+    /// Rows.
+    pub rows: u16,
 }
 
-/// What to run. Byte strings, not UTF-8: Linux paths and arguments are bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ExecRequest {
-    /// Program and arguments; `argv[0]` without a `/` is looked up in the child's `PATH`.
-    pub argv: Vec<Vec<u8>>,
-    /// `KEY=VALUE` entries.
-    pub env: Vec<Vec<u8>>,
-    /// Start from the agent's own environment (entries in `env` override); otherwise
-    /// the child gets only `env`, plus a default `PATH` if `env` has none.
-    pub inherit_env: bool,
-    /// Working directory; `/` when absent.
-    pub cwd: Option<Vec<u8>>,
-    /// User id to switch to.
-    pub uid: Option<u32>,
-    /// Group id to switch to (also becomes the only supplementary group).
-    pub gid: Option<u32>,
-    /// Run on a new pseudo-terminal of this size (stdout carries the merged output).
-    pub pty: Option<WindowSize>,
-    /// Whether stdin frames will follow; without it the child's stdin is `/dev/null`.
-    pub stdin: bool,
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// Exited with this code.
-    Code(i32),
-    /// Killed by this signal.
-    Signal {
-        /// Signal number.
-        signal: i32,
-        /// A core dump was written.
-        core_dumped: bool,
-    },
-}
-
-impl ExitStatus {
-    /// The shell's convention: the code, or 128 + the signal number.
-    pub fn shell_code(&self) -> i32 {
-        match *self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal { signal, .. } => 128_i32.saturating_add(signal),
-        }
+impl Resize {
+    /// The 4-byte payload.
+    pub fn encode(&self) -> [u8; 4] {
+        let c = self.cols.to_be_bytes();
+        let r = self.rows.to_be_bytes();
+        [c[0], c[1], r[0], r[1]]
     }
 
-    /// Exited with code 0.
-    pub fn success(&self) -> bool {
-        matches!(self, ExitStatus::Code(0))
-    }
-}
-
-/// Machine-readable reason of an [`ErrorReply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The payload did not decode (see the message).
-    Malformed,
-    /// The frame type is unknown.
-    UnknownType,
-    /// The declared payload length is over [`crate::MAX_FRAME_SIZE`]; it was skipped.
-    Oversized,
-    /// The stream ended in the middle of a frame.
-    Truncated,
-    /// The frame did not start with the magic bytes; the connection is closed.
-    BadMagic,
-    /// No protocol version in common.
-    UnsupportedVersion,
-    /// A request came before [`Hello`].
-    HelloRequired,
-    /// A frame type the agent does not accept from clients.
-    UnexpectedType,
-    /// The connection already has [`crate::MAX_SESSIONS`] sessions.
-    TooManySessions,
-    /// The agent already serves its maximum number of connections.
-    TooManyConnections,
-    /// An exec used an id already in use on this connection.
-    SessionExists,
-    /// No such session on this connection.
-    NoSuchSession,
-    /// A request field has an invalid value (see the message).
-    InvalidRequest,
-    /// The process could not be started (errno set).
-    SpawnFailed,
-    /// A system call failed (errno set).
-    Os,
-    /// More stdin was sent than the window allows; the data was dropped.
-    FlowControl,
-    /// A code this version does not know.
-    Unknown(u16),
-}
-
-impl ErrorCode {
-    /// The wire value.
-    pub fn to_u16(self) -> u16 {
-        match self {
-            ErrorCode::Malformed => 1,
-            ErrorCode::UnknownType => 2,
-            ErrorCode::Oversized => 3,
-            ErrorCode::Truncated => 4,
-            ErrorCode::BadMagic => 5,
-            ErrorCode::UnsupportedVersion => 6,
-            ErrorCode::HelloRequired => 7,
-            ErrorCode::UnexpectedType => 8,
-            ErrorCode::TooManySessions => 9,
-            ErrorCode::TooManyConnections => 10,
-            ErrorCode::SessionExists => 11,
-            ErrorCode::NoSuchSession => 12,
-            ErrorCode::InvalidRequest => 13,
-            ErrorCode::SpawnFailed => 14,
-            ErrorCode::Os => 15,
-            ErrorCode::FlowControl => 16,
-            ErrorCode::Unknown(v) => v,
-        }
-    }
-
-    /// From the wire value; unknown values are kept as [`ErrorCode::Unknown`].
-    pub fn from_u16(v: u16) -> Self {
-        match v {
-            1 => ErrorCode::Malformed,
-            2 => ErrorCode::UnknownType,
-            3 => ErrorCode::Oversized,
-            4 => ErrorCode::Truncated,
-            5 => ErrorCode::BadMagic,
-            6 => ErrorCode::UnsupportedVersion,
-            7 => ErrorCode::HelloRequired,
-            8 => ErrorCode::UnexpectedType,
-            9 => ErrorCode::TooManySessions,
-            10 => ErrorCode::TooManyConnections,
-            11 => ErrorCode::SessionExists,
-            12 => ErrorCode::NoSuchSession,
-            13 => ErrorCode::InvalidRequest,
-            14 => ErrorCode::SpawnFailed,
-            15 => ErrorCode::Os,
-            16 => ErrorCode::FlowControl,
-            other => ErrorCode::Unknown(other),
-        }
-    }
-}
-
-/// A failed request or rejected frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorReply {
-    /// What went wrong.
-    pub code: ErrorCode,
-    /// The guest errno behind it, or 0.
-    pub errno: i32,
-    /// Human-readable detail.
-    pub message: String,
-}
-
-impl ErrorReply {
-    /// An error without errno.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorReply {
-            code,
-            errno: 0,
-            message: message.into(),
-        }
-    }
-}
-
-/// Every message of protocol version 1. See `docs/protocol.md` for the byte layouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// See [`Hello`].
-    Hello(Hello),
-    /// Liveness check; the nonce comes back in [`Message::Pong`].
-    Ping {
-        /// Echoed.
-        nonce: u64,
-    },
-    /// Ask for [`GuestInfo`].
-    GuestInfoRequest,
-    /// Set the guest's `CLOCK_REALTIME`.
-    SetClock {
-        /// Seconds since the Unix epoch.
-        secs: i64,
-        /// Nanoseconds, below 1 000 000 000.
-        nanos: u32,
-    },
-    /// Flush file systems.
-    Sync,
-    /// Reply, sync, power off.
-    PowerOff,
-    /// Reply, sync, reboot.
-    Reboot,
-    /// Start a session.
-    Exec(ExecRequest),
-    /// Stdin bytes of the session named by the frame id; empty = end of input.
-    Stdin {
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// Resize a session's pty.
-    Resize {
-        /// Target session.
-        session: u32,
-        /// New size.
-        size: WindowSize,
-    },
-    /// Send a signal to a session's process.
-    Signal {
-        /// Target session.
-        session: u32,
-        /// Signal number.
-        signal: i32,
-    },
-    /// Send a signal to any guest process.
-    SignalPid {
-        /// Target process.
-        pid: i32,
-        /// Signal number.
-        signal: i32,
-    },
-    /// See [`HelloReply`].
-    HelloReply(HelloReply),
-    /// Answer to [`Message::Ping`].
-    Pong {
-        /// The ping's nonce.
-        nonce: u64,
-    },
-    /// See [`GuestInfo`].
-    GuestInfo(GuestInfo),
-    /// Success without other result.
-    Ok,
-    /// The session's process is running.
-    Started {
-        /// Its guest pid.
-        pid: i32,
-    },
-    /// Output of the session (the pty's, for pty sessions); empty = end of stream.
-    Stdout {
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// Standard error of the session; empty = end of stream.
-    Stderr {
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// This many stdin bytes were consumed; the client may send that many more.
-    StdinAck {
-        /// Byte count.
-        bytes: u32,
-    },
-    /// The session's process ended; the session is over.
-    Exit(ExitStatus),
-    /// See [`ErrorReply`].
-    Error(ErrorReply),
-}
-
-impl Message {
-    /// The frame type code of this message.
-    pub fn kind(&self) -> u8 {
-        match self {
-            Message::Hello(_) => kind::HELLO,
-            Message::Ping { .. } => kind::PING,
-            Message::GuestInfoRequest => kind::GUEST_INFO_REQUEST,
-            Message::SetClock { .. } => kind::SET_CLOCK,
-            Message::Sync => kind::SYNC,
-            Message::PowerOff => kind::POWER_OFF,
-            Message::Reboot => kind::REBOOT,
-            Message::Exec(_) => kind::EXEC,
-            Message::Stdin { .. } => kind::STDIN,
-            Message::Resize { .. } => kind::RESIZE,
-            Message::Signal { .. } => kind::SIGNAL,
-            Message::SignalPid { .. } => kind::SIGNAL_PID,
-            Message::HelloReply(_) => kind::HELLO_REPLY,
-            Message::Pong { .. } => kind::PONG,
-            Message::GuestInfo(_) => kind::GUEST_INFO,
-            Message::Ok => kind::OK,
-            Message::Started { .. } => kind::STARTED,
-            Message::Stdout { .. } => kind::STDOUT,
-            Message::Stderr { .. } => kind::STDERR,
-            Message::StdinAck { .. } => kind::STDIN_ACK,
-            Message::Exit(_) => kind::EXIT,
-            Message::Error(_) => kind::ERROR,
-        }
-    }
-
-    /// The payload bytes (without frame header).
-    pub fn encode_payload(&self) -> Vec<u8> {
-        let mut e = Encoder::default();
-        match self {
-            Message::Hello(h) => {
-                e.u16(h.min_version);
-                e.u16(h.max_version);
-                e.bytes(h.client.as_bytes());
-            }
-            Message::Ping { nonce } | Message::Pong { nonce } => e.u64(*nonce),
-            Message::GuestInfoRequest
-            | Message::Sync
-            | Message::PowerOff
-            | Message::Reboot
-            | Message::Ok => {}
-            Message::SetClock { secs, nanos } => {
-                e.i64(*secs);
-                e.u32(*nanos);
-            }
-            Message::Exec(x) => {
-                e.list(&x.argv);
-                e.list(&x.env);
-                e.bool(x.inherit_env);
-                match &x.cwd {
-                    Some(cwd) => {
-                        e.u8(1);
-                        e.bytes(cwd);
-                    }
-                    None => e.u8(0),
-                }
-                for id in [x.uid, x.gid] {
-                    match id {
-                        Some(v) => {
-                            e.u8(1);
-                            e.u32(v);
-                        }
-                        None => e.u8(0),
-                    }
-                }
-                match x.pty {
-                    Some(ws) => {
-                        e.u8(1);
-                        e.u16(ws.rows);
-                        e.u16(ws.cols);
-                    }
-                    None => e.u8(0),
-                }
-                e.bool(x.stdin);
-            }
-            Message::Stdin { data } | Message::Stdout { data } | Message::Stderr { data } => {
-                // Raw bytes: the frame length already delimits them.
-                e.buf.extend_from_slice(data);
-            }
-            Message::Resize { session, size } => {
-                e.u32(*session);
-                e.u16(size.rows);
-                e.u16(size.cols);
-            }
-            Message::Signal { session, signal } => {
-                e.u32(*session);
-                e.i32(*signal);
-            }
-            Message::SignalPid { pid, signal } => {
-                e.i32(*pid);
-                e.i32(*signal);
-            }
-            Message::HelloReply(r) => {
-                e.u16(r.version);
-                e.bytes(r.agent_version.as_bytes());
-                e.u64(r.ready_boottime_ns);
-                e.u32(r.max_frame_size);
-                e.u32(r.max_sessions);
-                e.u32(r.stdin_window);
-            }
-            Message::GuestInfo(g) => {
-                e.bytes(g.kernel_release.as_bytes());
-                e.bytes(g.arch.as_bytes());
-                e.u64(g.uptime_ns);
-                e.u64(g.mem_total);
-                e.u64(g.mem_free);
-                e.u32(g.cpus);
-            }
-            Message::Started { pid } => e.i32(*pid),
-            Message::StdinAck { bytes } => e.u32(*bytes),
-            Message::Exit(status) => match *status {
-                ExitStatus::Code(c) => {
-                    e.u8(0);
-                    e.i32(c);
-                }
-                ExitStatus::Signal {
-                    signal,
-                    core_dumped,
-                } => {
-                    e.u8(1);
-                    e.i32(signal);
-                    e.bool(core_dumped);
-                }
-            },
-            Message::Error(r) => {
-                e.u16(r.code.to_u16());
-                e.i32(r.errno);
-                e.bytes(r.message.as_bytes());
-            }
-        }
-        e.buf
-    }
-
-    /// Decodes a payload of frame type `kind`. Strict: every accepted payload
-    /// re-encodes to exactly the same bytes.
-    pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, DecodeError> {
-        let mut d = Decoder::new(payload);
-        let msg = match kind {
-            kind::HELLO => Message::Hello(Hello {
-                min_version: d.u16()?,
-                max_version: d.u16()?,
-                client: d.string()?,
+    /// Reads a payload; `None` unless it is at least 4 bytes.
+    pub fn decode(p: &[u8]) -> Option<Resize> {
+        match p {
+            [c0, c1, r0, r1, ..] => Some(Resize {
+                cols: u16::from_be_bytes([*c0, *c1]),
+                rows: u16::from_be_bytes([*r0, *r1]),
             }),
-            kind::PING => Message::Ping { nonce: d.u64()? },
-            kind::GUEST_INFO_REQUEST => Message::GuestInfoRequest,
-            kind::SET_CLOCK => Message::SetClock {
-                secs: d.i64()?,
-                nanos: d.u32()?,
-            },
-            kind::SYNC => Message::Sync,
-            kind::POWER_OFF => Message::PowerOff,
-            kind::REBOOT => Message::Reboot,
-            kind::EXEC => {
-                let argv = d.list()?;
-                let env = d.list()?;
-                let inherit_env = d.bool()?;
-                let cwd = if d.present()? { Some(d.bytes()?) } else { None };
-                let uid = if d.present()? { Some(d.u32()?) } else { None };
-                let gid = if d.present()? { Some(d.u32()?) } else { None };
-                let pty = if d.present()? {
-                    Some(WindowSize {
-                        rows: d.u16()?,
-                        cols: d.u16()?,
-                    })
-                } else {
-                    None
-                };
-                let stdin = d.bool()?;
-                Message::Exec(ExecRequest {
-                    argv,
-                    env,
-                    inherit_env,
-                    cwd,
-                    uid,
-                    gid,
-                    pty,
-                    stdin,
-                })
-            }
-            // Data frames own the whole payload; nothing to parse.
-            kind::STDIN => {
-                return Ok(Message::Stdin {
-                    data: payload.to_vec(),
-                })
-            }
-            kind::STDOUT => {
-                return Ok(Message::Stdout {
-                    data: payload.to_vec(),
-                })
-            }
-            kind::STDERR => {
-                return Ok(Message::Stderr {
-                    data: payload.to_vec(),
-                })
-            }
-            kind::RESIZE => Message::Resize {
-                session: d.u32()?,
-                size: WindowSize {
-                    rows: d.u16()?,
-                    cols: d.u16()?,
-                },
-            },
-            kind::SIGNAL => Message::Signal {
-                session: d.u32()?,
-                signal: d.i32()?,
-            },
-            kind::SIGNAL_PID => Message::SignalPid {
-                pid: d.i32()?,
-                signal: d.i32()?,
-            },
-            kind::HELLO_REPLY => Message::HelloReply(HelloReply {
-                version: d.u16()?,
-                agent_version: d.string()?,
-                ready_boottime_ns: d.u64()?,
-                max_frame_size: d.u32()?,
-                max_sessions: d.u32()?,
-                stdin_window: d.u32()?,
-            }),
-            kind::PONG => Message::Pong { nonce: d.u64()? },
-            kind::GUEST_INFO => Message::GuestInfo(GuestInfo {
-                kernel_release: d.string()?,
-                arch: d.string()?,
-                uptime_ns: d.u64()?,
-                mem_total: d.u64()?,
-                mem_free: d.u64()?,
-                cpus: d.u32()?,
-            }),
-            kind::OK => Message::Ok,
-            kind::STARTED => Message::Started { pid: d.i32()? },
-            kind::STDIN_ACK => Message::StdinAck { bytes: d.u32()? },
-            kind::EXIT => Message::Exit(match d.u8()? {
-                0 => ExitStatus::Code(d.i32()?),
-                1 => ExitStatus::Signal {
-                    signal: d.i32()?,
-                    core_dumped: d.bool()?,
-                },
-                _ => return Err(DecodeError::InvalidTag),
-            }),
-            kind::ERROR => Message::Error(ErrorReply {
-                code: ErrorCode::from_u16(d.u16()?),
-                errno: d.i32()?,
-                message: d.string()?,
-            }),
-            other => return Err(DecodeError::UnknownType(other)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_matches_the_host_json() {
+        // The shape the host's RequestPayload serializes.
+        let wire = br#"{"argv":["sh","-c","x"],"env":{"A":"1"},"cwd":"/tmp","tty":true,"cols":80,"rows":24,"stage_files":[{"path":"/a","data_b64":"aGk=","mode":493}],"chain":[["true"]]}"#;
+        let r = parse_request(wire).unwrap();
+        assert_eq!(r.argv, ["sh", "-c", "x"]);
+        assert_eq!(r.env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(r.cwd.as_deref(), Some("/tmp"));
+        assert!(r.tty);
+        assert_eq!((r.cols, r.rows), (Some(80), Some(24)));
+        assert_eq!(r.stage_files[0].mode, Some(0o755));
+        assert_eq!(b64_decode(&r.stage_files[0].data_b64).unwrap(), b"hi");
+        assert_eq!(r.chain, vec![vec!["true".to_string()]]);
+        let again = serde_json::to_vec(&r).unwrap();
+        assert_eq!(parse_request(&again).unwrap(), r);
+        // Minimal request: optional fields left out, both ways.
+        let min = ExecRequest {
+            argv: vec!["true".into()],
+            ..Default::default()
         };
-        d.finish()?;
-        Ok(msg)
+        assert_eq!(
+            serde_json::to_string(&min).unwrap(),
+            r#"{"argv":["true"],"env":{},"tty":false}"#
+        );
+        assert_eq!(
+            parse_request(br#"{"argv":["true"],"extra":1}"#).unwrap(),
+            min
+        );
+        assert!(parse_request(b"{").is_err());
+        assert!(parse_request(br#"{"env":{}}"#)
+            .unwrap_err()
+            .contains("argv"));
+    }
+
+    #[test]
+    fn control_actions_parse() {
+        let cases = [
+            (json!({"action":"probe"}), Control::Probe),
+            (
+                json!({"action":"signal","signum":15}),
+                Control::Signal { signum: 15 },
+            ),
+            (
+                json!({"action":"write_file","path":"/f","data_b64":""}),
+                Control::WriteFile {
+                    path: "/f".into(),
+                    data_b64: String::new(),
+                    mode: None,
+                },
+            ),
+            (
+                json!({"action":"write_file_chunk","path":"/f","offset":8,"data_b64":"","last":true,"token":"t","mode":420}),
+                Control::WriteFileChunk {
+                    path: "/f".into(),
+                    offset: 8,
+                    data_b64: String::new(),
+                    last: true,
+                    token: Some("t".into()),
+                    mode: Some(0o644),
+                },
+            ),
+            (
+                json!({"action":"read_file_chunk","path":"/f","offset":0,"len":10,"max_bytes":100}),
+                Control::ReadFileChunk {
+                    path: "/f".into(),
+                    offset: 0,
+                    len: 10,
+                    max_bytes: Some(100),
+                },
+            ),
+            (
+                json!({"action":"sync_time","host_unix_ns":5}),
+                Control::SyncTime { host_unix_ns: 5 },
+            ),
+            (json!({"action":"sync"}), Control::Sync),
+            (json!({"action":"drop_vfs_caches"}), Control::DropVfsCaches),
+            (json!({"action":"smpark_park"}), Control::SmparkPark),
+            (json!({"action":"smpark_unpark"}), Control::SmparkUnpark),
+        ];
+        for (v, want) in cases {
+            let bytes = serde_json::to_vec(&v).unwrap();
+            assert_eq!(parse_control(&bytes).unwrap(), want, "{v}");
+            let back = serde_json::to_vec(&want).unwrap();
+            assert_eq!(parse_control(&back).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn control_errors_are_told_apart() {
+        let e = parse_control(br#"{"action":"reboot"}"#).unwrap_err();
+        assert_eq!(e, ControlParseError::UnknownAction("reboot".into()));
+        assert_eq!(e.to_string(), "unknown CONTROL action");
+        for bad in [
+            &b"nope"[..],
+            b"{}",
+            br#"{"action":3}"#,
+            br#"{"action":"signal"}"#,
+        ] {
+            assert!(
+                matches!(parse_control(bad), Err(ControlParseError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn control_replies() {
+        assert_eq!(
+            control_err("unknown CONTROL action"),
+            br#"{"ok":false,"error":"unknown CONTROL action"}"#
+        );
+        let mut m = Map::new();
+        m.insert("protocol".into(), json!(5));
+        assert_eq!(control_ok(m), br#"{"ok":true,"protocol":5}"#);
+        assert_eq!(control_ok(Map::new()), br#"{"ok":true}"#);
+    }
+
+    #[test]
+    fn exit_codec() {
+        let e = Exit {
+            code: 143,
+            peak_rss_kib: Some(0x0102_0304_0506),
+        };
+        let p = e.encode();
+        assert_eq!(p.len(), 12);
+        assert_eq!(&p[..4], &[0, 0, 0, 143]);
+        assert_eq!(Exit::decode(&p).unwrap(), e);
+        let short = Exit {
+            code: 1,
+            peak_rss_kib: None,
+        };
+        assert_eq!(Exit::decode(&short.encode()).unwrap(), short);
+        // Partial RSS is ignored, as the host does; under 4 bytes is an error.
+        assert_eq!(Exit::decode(&p[..7]).unwrap().peak_rss_kib, None);
+        assert_eq!(Exit::decode(&p[..3]).unwrap_err().len, 3);
+    }
+
+    #[test]
+    fn resize_codec() {
+        let r = Resize {
+            cols: 132,
+            rows: 43,
+        };
+        assert_eq!(r.encode(), [0, 132, 0, 43]);
+        assert_eq!(Resize::decode(&r.encode()), Some(r));
+        assert_eq!(Resize::decode(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn base64_round_trip() {
+        let data: Vec<u8> = (0..=255).collect();
+        assert_eq!(b64_decode(&b64_encode(&data)).unwrap(), data);
+        assert!(b64_decode("!!").unwrap_err().contains("base64"));
     }
 }

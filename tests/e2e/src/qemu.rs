@@ -1,7 +1,8 @@
 //! Booting a guest in QEMU the way the supermachine VMM boots it: virtio-mmio devices
 //! (on x86_64 passed as `virtio_mmio.device=` by QEMU `microvm` with `acpi=off`; on
 //! aarch64 from the `virt` machine's device tree), the serial console in a file, and
-//! vsock through `vhost-device-vsock`'s hybrid Unix socket.
+//! vsock through `vhost-device-vsock`'s hybrid Unix socket, with a [`Bridge`] in front
+//! of it that offers guest port 1028 the way supermachine's VMM does.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -14,6 +15,7 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use crate::assets::{asset, Arch};
+use crate::bridge::Bridge;
 use crate::hvf::{self, Delta, EnvService};
 
 /// Guest CID given to vhost-device-vsock; the host is always CID 2.
@@ -129,7 +131,7 @@ pub struct VmConfig {
     pub arch: Arch,
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
-    /// Appended after the console and reboot words.
+    /// Appended after the console, panic and reboot words.
     pub cmdline: String,
     pub disks: Vec<Disk>,
     pub vsock: bool,
@@ -152,17 +154,22 @@ pub struct VmConfig {
 
 impl VmConfig {
     /// The host build's kernel and agent initramfs for `arch`, booting the test
-    /// container rootfs as `/dev/vda`, with vsock.
+    /// container rootfs as `/dev/vda`, with vsock. On x86_64 the command line is the
+    /// one supermachine's KVM backend gives (the devices come from QEMU).
     pub fn agent_guest(arch: Arch) -> VmConfig {
         if arch == Arch::Aarch64 {
             return VmConfig::hvf_guest(&Delta::reporting_workload());
         }
         let a = arch.name();
+        let cmdline = match arch {
+            Arch::X86_64 => format!("tsi_hijack supermachine.host_time={}", host_time()),
+            Arch::Aarch64 => "supermachine.rootfs=/dev/vda".into(),
+        };
         VmConfig {
             arch,
             kernel: asset(&format!("{a}/kernel/{}", arch.kernel_image())),
             initrd: Some(asset(&format!("{a}/initramfs.cpio.gz"))),
-            cmdline: "supermachine.rootfs=/dev/vda".into(),
+            cmdline,
             disks: vec![Disk {
                 path: asset(&format!("rootfs/test-rootfs-{a}.squashfs")),
                 read_only: true,
@@ -195,9 +202,7 @@ impl VmConfig {
             path: delta.build(dir.path()),
             read_only: true,
         });
-        let host_time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let host_time = host_time();
         VmConfig {
             arch: Arch::Aarch64,
             kernel: asset("aarch64/kernel/Image"),
@@ -220,6 +225,14 @@ impl VmConfig {
     }
 }
 
+/// Seconds since the epoch, as the VMM passes them in `supermachine.host_time=`.
+pub fn host_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// A running guest. Dropping it kills QEMU and the vsock backend.
 pub struct Vm {
     qemu: Child,
@@ -227,6 +240,7 @@ pub struct Vm {
     env_service: Option<EnvService>,
     console_in: Option<Mutex<UnixStream>>,
     guest_ram: Option<PathBuf>,
+    bridge: Option<Bridge>,
     dir: tempfile::TempDir,
     console: PathBuf,
     exit: Option<ExitStatus>,
@@ -264,6 +278,13 @@ impl Vm {
             .map(|body| EnvService::start(&uds, body));
         let guest_ram = config.memory_file.then(|| dir.path().join("guest-ram"));
         let console_sock = dir.path().join("console.sock");
+        let bridge = config.vsock.then(|| {
+            Bridge::start(
+                &dir.path().join("agent.sock"),
+                &uds,
+                supermachine_proto::AGENT_VSOCK_PORT,
+            )
+        });
 
         let mut cmd = match config.arch {
             Arch::X86_64 => {
@@ -319,11 +340,12 @@ impl Vm {
             cmd.arg("-initrd").arg(initrd);
         }
         let console_words = match config.arch {
-            Arch::X86_64 => "console=ttyS0 earlyprintk=ttyS0 reboot=t",
-            Arch::Aarch64 => "console=ttyAMA0 earlycon",
+            // supermachine's KVM backend's words; reboot=t since microvm has no i8042.
+            Arch::X86_64 => "console=ttyS0 panic=-1 reboot=t",
+            Arch::Aarch64 => "console=ttyAMA0 earlycon panic=-1",
         };
         cmd.arg("-append")
-            .arg(format!("{console_words} panic=-1 {}", config.cmdline));
+            .arg(format!("{console_words} {}", config.cmdline));
         // `virt` probes its virtio-mmio slots from the top, so the last disk given to QEMU
         // becomes /dev/vda there; list them backwards to keep "first is /dev/vda".
         let mut disks: Vec<(usize, &Disk)> = config.disks.iter().enumerate().collect();
@@ -387,6 +409,7 @@ impl Vm {
             env_service,
             console_in,
             guest_ram,
+            bridge,
             dir,
             console,
             exit: None,
@@ -442,6 +465,21 @@ impl Vm {
     /// The hybrid-vsock Unix socket (`CONNECT <port>\n`) reaching the guest.
     pub fn vsock_uds(&self) -> PathBuf {
         self.dir.path().join("vsock.sock")
+    }
+
+    /// The bridged socket: each connection reaches guest port 1028 at once, as on
+    /// supermachine's VMM. Panics without vsock.
+    pub fn agent_uds(&self) -> PathBuf {
+        self.bridge
+            .as_ref()
+            .expect("the VM has no vsock device")
+            .path()
+            .to_path_buf()
+    }
+
+    /// A directory that lives as long as the VM (for test files).
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Everything the guest printed on its serial console so far.

@@ -125,3 +125,47 @@ fn a_fragment_symbol_that_cannot_be_set_fails_the_build_with_its_name() {
     // Nothing was published.
     assert!(!work.path().join("out/x86_64").exists());
 }
+
+/// Every busybox applet the rendered x86_64 `/init` and its launch script call is in the
+/// busybox the host build ships (`busybox --list`).
+#[test]
+fn every_applet_the_init_calls_is_in_the_shipped_busybox() {
+    let dir = workspace_root().join("files/init");
+    let params = supermachine_initramfs::init_template::parse_params(
+        &fs::read_to_string(dir.join("init.conf")).unwrap(),
+    )
+    .unwrap();
+    let init = supermachine_initramfs::init_template::render(
+        &fs::read_to_string(dir.join("init.sh.in")).unwrap(),
+        &params,
+    )
+    .unwrap();
+    // `$bb APPLET` in /init, `$b APPLET` in the launch script, plus the shebangs' sh.
+    let mut used = std::collections::BTreeSet::from(["sh".to_string()]);
+    for prefix in ["$bb ", "$b "] {
+        for part in init.split(prefix).skip(1) {
+            let applet: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !applet.is_empty() {
+                used.insert(applet);
+            }
+        }
+    }
+    for expected in ["mount", "switch_root", "cp", "ip", "date", "grep", "printf"] {
+        assert!(used.contains(expected), "{expected} not found in {used:?}");
+    }
+    let list = Command::new(asset("x86_64/busybox"))
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let list = String::from_utf8(list.stdout).unwrap();
+    let have: std::collections::BTreeSet<&str> = list.lines().collect();
+    let missing: Vec<&String> = used.iter().filter(|a| !have.contains(a.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "the shipped busybox lacks {missing:?}, which /init calls"
+    );
+}

@@ -1,88 +1,56 @@
-//! Shared by the integration tests: one sample of every message.
+//! Shared by the integration tests: sample frames of every kind.
 #![allow(dead_code)]
 
 pub mod fuzz_body;
 
 use supermachine_proto::*;
 
-/// One or more instances of every message type, edge values included.
-pub fn samples() -> Vec<Message> {
-    vec![
-        Message::Hello(Hello {
-            min_version: 1,
-            max_version: 3,
-            client: "tést".into(),
-        }),
-        Message::Ping { nonce: u64::MAX },
-        Message::GuestInfoRequest,
-        Message::SetClock {
-            secs: -1,
-            nanos: 999_999_999,
-        },
-        Message::Sync,
-        Message::PowerOff,
-        Message::Reboot,
-        Message::Exec(ExecRequest::default()),
-        Message::Exec(ExecRequest {
-            argv: vec![b"sh".to_vec(), b"-c".to_vec(), vec![0xff, 0]],
-            env: vec![b"A=B".to_vec()],
-            inherit_env: true,
-            cwd: Some(b"/tmp".to_vec()),
-            uid: Some(1000),
-            gid: Some(0),
-            pty: Some(WindowSize { rows: 24, cols: 80 }),
-            stdin: true,
-        }),
-        Message::Stdin { data: vec![] },
-        Message::Stdin {
-            data: b"abc".to_vec(),
-        },
-        Message::Resize {
-            session: 9,
-            size: WindowSize { rows: 1, cols: 2 },
-        },
-        Message::Signal {
-            session: 3,
-            signal: 15,
-        },
-        Message::SignalPid {
-            pid: 1234,
-            signal: 9,
-        },
-        Message::HelloReply(HelloReply {
-            version: 1,
-            agent_version: "0.8.0".into(),
-            ready_boottime_ns: 123_456_789,
-            max_frame_size: MAX_FRAME_SIZE,
-            max_sessions: MAX_SESSIONS,
-            stdin_window: STDIN_WINDOW,
-        }),
-        Message::Pong { nonce: 0 },
-        Message::GuestInfo(GuestInfo {
-            kernel_release: "6.12.0".into(),
-            arch: "aarch64".into(),
-            uptime_ns: 1,
-            mem_total: 2,
-            mem_free: 1,
-            cpus: 4,
-        }),
-        Message::Ok,
-        Message::Started { pid: 77 },
-        Message::Stdout {
-            data: vec![0; 1000],
-        },
-        Message::Stderr { data: vec![] },
-        Message::StdinAck { bytes: 65536 },
-        Message::Exit(ExitStatus::Code(-1)),
-        Message::Exit(ExitStatus::Signal {
-            signal: 11,
-            core_dumped: true,
-        }),
-        Message::Error(ErrorReply {
-            code: ErrorCode::SpawnFailed,
-            errno: 2,
-            message: "nope".into(),
-        }),
-        Message::Error(ErrorReply::new(ErrorCode::Unknown(999), "future")),
-    ]
+/// Encoded frames of every kind, edge values included.
+pub fn samples() -> Vec<Vec<u8>> {
+    let req = ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), "echo é".into()],
+        cwd: Some("/tmp".into()),
+        tty: true,
+        cols: Some(80),
+        rows: Some(24),
+        stage_files: vec![StageFile {
+            path: "/a".into(),
+            data_b64: b64_encode(b"hi"),
+            mode: Some(0o755),
+        }],
+        chain: vec![vec!["true".into()]],
+        ..Default::default()
+    };
+    let payloads: Vec<(u8, Vec<u8>)> = vec![
+        (Kind::Request as u8, serde_json::to_vec(&req).unwrap()),
+        (Kind::Control as u8, br#"{"action":"probe"}"#.to_vec()),
+        (Kind::Control as u8, control_err("unknown CONTROL action")),
+        (Kind::Stdin as u8, vec![]),
+        (Kind::Stdin as u8, b"abc".to_vec()),
+        (Kind::Stdout as u8, vec![0; 1000]),
+        (Kind::Stderr as u8, b"err".to_vec()),
+        (
+            Kind::Resize as u8,
+            Resize { cols: 1, rows: 2 }.encode().to_vec(),
+        ),
+        (Kind::Signal as u8, vec![9]),
+        (
+            Kind::Exit as u8,
+            Exit {
+                code: 137,
+                peak_rss_kib: Some(1),
+            }
+            .encode(),
+        ),
+        (Kind::Error as u8, b"nope".to_vec()),
+        (0x42, b"unknown kind".to_vec()),
+    ];
+    payloads
+        .into_iter()
+        .map(|(k, p)| {
+            let mut v = Vec::new();
+            write_frame(&mut v, k, &p).unwrap();
+            v
+        })
+        .collect()
 }

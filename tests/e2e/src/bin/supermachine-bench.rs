@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use supermachine_client::{Client, Command, Output};
 use supermachine_e2e::assets::{out_dir, Arch};
 use supermachine_e2e::qemu::{Accel, Vm, VmConfig};
-use supermachine_proto::DEFAULT_VSOCK_PORT;
 
 /// Published sizes of the crates being replaced (crates.io, 0.7.68, decimal MB).
 const PUBLISHED_X86_64_CRATE: f64 = 8.44e6;
@@ -161,9 +160,9 @@ fn print_machine() {
 // ---------------------------------------------------------------- boot to agent-ready
 
 struct BootSample {
-    /// Guest CLOCK_BOOTTIME when the agent's listener was bound.
+    /// Guest uptime (/proc/uptime) read by the first exec after the agent answered probe.
     guest: Duration,
-    /// Host wall time from starting QEMU to a connected, pinged client.
+    /// Host wall time from starting QEMU to the agent's first probe answer.
     wall: Duration,
     kernel_release: String,
 }
@@ -176,26 +175,27 @@ fn boot_config(arch: Arch, kernel: PathBuf, acpi: bool) -> VmConfig {
     config
 }
 
-/// Boots once and waits for the agent: first for its "ready" line on the console, then
-/// over vsock. Waiting for the console keeps the host from knocking on the guest's vsock
-/// port while it boots, which would add guest work and make the figure wobble.
+/// Boots once and waits for the agent to answer CONTROL probe through the bridge, as
+/// supermachine's host does after a boot.
 fn boot_once(config: &VmConfig) -> BootSample {
     let start = Instant::now();
-    let mut vm = Vm::start(config);
-    vm.wait_console("supermachine-agent: ready on vsock", BOOT_TIMEOUT);
-    let client = Client::wait_ready(vm.vsock_uds(), DEFAULT_VSOCK_PORT, BOOT_TIMEOUT)
-        .unwrap_or_else(|e| {
-            panic!(
-                "agent not reachable over vsock: {e}\n--- console ---\n{}",
-                vm.console()
-            )
-        });
+    let vm = Vm::start(config);
+    let client = ready_client(&vm);
     let wall = start.elapsed();
-    let guest = Duration::from_nanos(client.ready_boottime_ns());
-    let kernel_release = client
-        .guest_info()
-        .map(|i| i.kernel_release)
-        .unwrap_or_else(|e| format!("(guest info failed: {e})"));
+    let text = |argv: &[&str]| {
+        client
+            .exec(&Command::from_argv(argv.iter().copied()))
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|e| format!("({} failed: {e})", argv.join(" ")))
+    };
+    let uptime = text(&["cat", "/proc/uptime"]);
+    let guest = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or_else(|| panic!("cannot read the guest uptime: {uptime}"));
+    let kernel_release = text(&["uname", "-r"]);
     BootSample {
         guest,
         wall,
@@ -329,13 +329,7 @@ fn exec_section(arch: Arch, execs: usize, stream_mib: u64) {
         config.cpus
     );
     let vm = Vm::start(&config);
-    let client = Client::wait_ready(vm.vsock_uds(), DEFAULT_VSOCK_PORT, BOOT_TIMEOUT)
-        .unwrap_or_else(|e| {
-            panic!(
-                "agent not reachable over vsock: {e}\n--- console ---\n{}",
-                vm.console()
-            )
-        });
+    let client = ready_client(&vm);
 
     let run_true = || {
         let start = Instant::now();
@@ -356,7 +350,7 @@ fn exec_section(arch: Arch, execs: usize, stream_mib: u64) {
     let mut samples: Vec<Duration> = (0..execs).map(|_| run_true()).collect();
     samples.sort();
     println!(
-        "exec `true` round trip, {execs} on one connection: p50 {:.2} ms, p99 {:.2} ms (min {:.2}, max {:.2})",
+        "exec `true` round trip, {execs} (one connection each, through the bridge): p50 {:.2} ms, p99 {:.2} ms (min {:.2}, max {:.2})",
         ms(percentile(&samples, 50.0)),
         ms(percentile(&samples, 99.0)),
         ms(samples[0]),
@@ -367,7 +361,7 @@ fn exec_section(arch: Arch, execs: usize, stream_mib: u64) {
     let start = Instant::now();
     let mut process = client
         // busybox head takes no size suffix: the count in bytes.
-        .spawn(Command::new("head").args(["-c", &bytes.to_string(), "/dev/zero"]))
+        .spawn(Command::new("head").args(["-c".to_string(), bytes.to_string(), "/dev/zero".into()]))
         .unwrap_or_else(|e| panic!("spawn head: {e}"));
     let mut received = 0u64;
     let mut status = None;
@@ -391,6 +385,18 @@ fn exec_section(arch: Arch, execs: usize, stream_mib: u64) {
         stream_mib as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );
+}
+
+/// A client of `vm`'s agent through the bridge, once it answers probe.
+fn ready_client(vm: &Vm) -> Client {
+    let client = supermachine_e2e::client(vm, supermachine_e2e::Via::Bridge, BOOT_TIMEOUT);
+    if let Err(e) = client.wait_ready(BOOT_TIMEOUT) {
+        panic!(
+            "agent not reachable over vsock: {e}\n--- console ---\n{}",
+            vm.console()
+        );
+    }
+    client
 }
 
 // ---------------------------------------------------------------- sizes
