@@ -265,9 +265,9 @@ fn ifreq_named(name: &str) -> libc::ifreq {
     req
 }
 
-fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
+fn socket(family: libc::c_int, kind: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); owned right away.
-    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -275,10 +275,12 @@ fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Brings `lo` up. Interface ioctls work on any socket, so this needs no IPv4.
+/// Brings `lo` up. Interface ioctls work on any socket family, so this takes netlink
+/// (always built with CONFIG_NET) and needs neither IPv4 nor Unix sockets.
 pub fn loopback_up() -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let sock = socket(libc::AF_UNIX)?;
+    let sock = socket(libc::AF_NETLINK, libc::SOCK_RAW)
+        .or_else(|_| socket(libc::AF_UNIX, libc::SOCK_DGRAM))?;
     let mut req = ifreq_named("lo");
     // SAFETY: req is a valid ifreq for these ioctls.
     unsafe {
@@ -295,7 +297,7 @@ pub fn loopback_up() -> io::Result<()> {
 /// Adds `addr/prefix` to `lo` as the alias `lo:0` (needs CONFIG_INET).
 pub fn add_loopback_alias(addr: [u8; 4], prefix: u8) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let sock = socket(libc::AF_INET)?;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM)?;
     let set = |cmd: libc::c_ulong, ip: [u8; 4]| -> io::Result<()> {
         let mut req = ifreq_named("lo:0");
         // SAFETY: sockaddr_in fits in the ifreq union; the ioctl reads it.
