@@ -118,7 +118,7 @@ pub fn attach_console_if_missing() {
 /// `clock_settime(CLOCK_REALTIME)`.
 pub fn set_clock(time: HostTime) -> io::Result<()> {
     let ts = libc::timespec {
-        tv_sec: time.secs as libc::time_t,
+        tv_sec: time.secs as _,
         tv_nsec: time.nanos as libc::c_long,
     };
     // SAFETY: ts is a valid timespec on the stack.
@@ -157,7 +157,7 @@ impl VsockStream {
         // SAFETY: fd is a fresh socket nobody else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_sec: timeout.as_secs() as _,
             tv_usec: 0,
         };
         // SO_VM_SOCKETS_CONNECT_TIMEOUT (6, the 64-bit-time_t variant on 64-bit): how long
