@@ -37,6 +37,7 @@
 #include <linux/smp.h>
 #include <linux/sysfs.h>
 #include <linux/timekeeping.h>
+#include <linux/workqueue.h>
 
 #define SMPARK_IOC_PARK _IO('M', 1)
 #define SMPARK_IOC_UNPARK _IO('M', 2)
@@ -63,6 +64,12 @@ struct smpark_state {
 };
 
 static struct smpark_state *state;
+/*
+ * Parkers that entered the loop in this session, never decremented: a host
+ * that releases them as soon as the page shows them all must not make the
+ * park request fail because the count in the page already fell again.
+ */
+static atomic_t arrived;
 
 /* Serialises park, unpark and unload; guards the session state below. */
 static DEFINE_MUTEX(smpark_lock);
@@ -90,6 +97,7 @@ static int parker_fn(void *unused)
 
 	local_irq_save(flags);
 	atomic_inc(&state->parked);
+	atomic_inc(&arrived);
 	while (!smpark_released()) {
 		u64 deadline = READ_ONCE(auto_release_at);
 
@@ -145,7 +153,7 @@ static int smpark_wait_parked(unsigned int want)
 	 * again. Interrupts stay enabled so calls aimed at this CPU are served.
 	 */
 	preempt_disable();
-	while (atomic_read(&state->parked) < want) {
+	while (atomic_read(&arrived) < want) {
 		if (ktime_after(ktime_get(), deadline)) {
 			err = -ETIMEDOUT;
 			break;
@@ -156,21 +164,21 @@ static int smpark_wait_parked(unsigned int want)
 	return err;
 }
 
-static int smpark_park_locked(void)
+/* Runs on the CPU that stays up (work_on_cpu), with smpark_lock held. */
+static long smpark_park_work(void *unused)
 {
 	unsigned int self, cpu, want = 0;
 	unsigned int ms = READ_ONCE(auto_release_ms);
 	int err = 0;
 
-	if (session_active && !smpark_released())
-		return -EBUSY;
 	/* A session released by the host or by expiry still has parkers to reap. */
 	smpark_release_locked();
 
-	/* The calling CPU is the one left running: stay on it throughout. */
+	/* This CPU is the one left running (a bound kworker; pinned all the same). */
 	migrate_disable();
 	self = smp_processor_id();
 	atomic_set(&state->parked, 0);
+	atomic_set(&arrived, 0);
 	WRITE_ONCE(auto_release_at,
 		   ms ? ktime_get_mono_fast_ns() + (u64)ms * NSEC_PER_MSEC : 0);
 	/* The parkers start after this store; they see the byte cleared. */
@@ -204,7 +212,7 @@ static int smpark_park_locked(void)
 		err = smpark_wait_parked(want);
 		if (err)
 			pr_warn("only %d of %u CPUs parked within %u ms; released them\n",
-				atomic_read(&state->parked), want,
+				atomic_read(&arrived), want,
 				READ_ONCE(park_timeout_ms));
 	}
 	if (err)
@@ -213,6 +221,18 @@ static int smpark_park_locked(void)
 		pr_info("parked %u CPUs; CPU %u keeps running\n", want, self);
 	migrate_enable();
 	return err;
+}
+
+/*
+ * The first online CPU stays up whoever asks: device interrupts (the vsock
+ * that carries the unpark request among them) go to it by default, so parking
+ * it would leave nobody to hear the release.
+ */
+static int smpark_park_locked(void)
+{
+	if (session_active && !smpark_released())
+		return -EBUSY;
+	return work_on_cpu(cpumask_first(cpu_online_mask), smpark_park_work, NULL);
 }
 
 static long smpark_ioctl(struct file *file, unsigned int cmd, unsigned long arg)

@@ -42,8 +42,8 @@ pub const DEVICE: &str = "/dev/smpark";
 pub const IOC_PARK: libc::c_ulong = 0x4d01;
 pub const IOC_UNPARK: libc::c_ulong = 0x4d02;
 
-/// Parks every other CPU, or releases them. Parking pins the caller to its CPU first,
-/// so it cannot be moved onto a CPU that is about to park.
+/// Parks every CPU but the first, or releases them. Parking pins the caller to CPU 0
+/// first, the one smpark leaves running, so the caller is never stuck on a parked CPU.
 pub fn control(park: bool) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     let dev =
@@ -51,12 +51,9 @@ pub fn control(park: bool) -> Result<(), String> {
     if park {
         // SAFETY: a zeroed cpu_set_t with one bit set, for the calling thread.
         unsafe {
-            let cpu = libc::sched_getcpu();
-            if cpu >= 0 {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu as usize, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
     let request = if park { IOC_PARK } else { IOC_UNPARK };

@@ -487,9 +487,15 @@ impl Vm {
         String::from_utf8_lossy(&fs::read(&self.console).unwrap_or_default()).into_owned()
     }
 
-    /// QEMU's own error output (for failure messages).
+    /// QEMU's own error output and the vsock backend's (for failure messages).
     pub fn qemu_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("qemu.log")).unwrap_or_default()
+        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let vsock = read("vhost-device-vsock.log");
+        if vsock.is_empty() {
+            read("qemu.log")
+        } else {
+            format!("{}--- vhost-device-vsock ---\n{vsock}", read("qemu.log"))
+        }
     }
 
     /// Waits until the console shows `needle`; fails the test with the console on timeout
