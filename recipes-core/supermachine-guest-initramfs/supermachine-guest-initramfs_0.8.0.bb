@@ -1,7 +1,9 @@
-SUMMARY = "Agent initramfs of the supermachine guest"
+SUMMARY = "Initramfs of the supermachine guest"
 DESCRIPTION = "The initramfs that boots a supermachine guest into its container: on \
-x86_64 a /init rendered from files/init with a static busybox, on aarch64 init-oci as \
-/init; the static agent in both. Written by supermachine-initramfs, as in the host build."
+x86_64 a /init rendered from files/init with a static busybox and the agent; on aarch64 \
+the one supermachine's VMM builds: init-oci as /init, empty proc sys dev newroot and \
+/supermachine-smpark.ko (the agent comes from the delta disk). Written by \
+supermachine-initramfs, as in the host build."
 HOMEPAGE = "https://github.com/supermachine-dev/meta-supermachine"
 # The x86_64 archive holds busybox (GPL-2.0-only & bzip2-1.0.6); the aarch64 one only the
 # MIT agent and init-oci.
@@ -26,8 +28,8 @@ S = "${UNPACKDIR}"
 inherit nopackages supermachine-guest
 
 # The blobs it packs come from the deploy tasks of the same multiconfig.
-SUPERMACHINE_INITRAMFS_INIT = "${@oe.utils.conditional('TARGET_ARCH', 'x86_64', 'busybox', 'init-oci', d)}"
-do_compile[depends] += "supermachine-agent:do_deploy ${SUPERMACHINE_INITRAMFS_INIT}:do_deploy"
+SUPERMACHINE_INITRAMFS_DEPLOYS = "${@oe.utils.conditional('TARGET_ARCH', 'x86_64', 'busybox:do_deploy supermachine-agent:do_deploy', 'init-oci:do_deploy smpark:do_deploy', d)}"
+do_compile[depends] += "${SUPERMACHINE_INITRAMFS_DEPLOYS}"
 
 SUPERMACHINE_BLOBS_IN = "${DEPLOY_DIR_IMAGE}/${SUPERMACHINE_BLOBS_SUBDIR}"
 
@@ -37,8 +39,8 @@ do_compile() {
 	root=${B}/root
 	rm -rf $root
 	install -d $root
-	install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/supermachine-agent $root$AGENT_INITRAMFS_PATH
-	if [ "${SUPERMACHINE_INITRAMFS_INIT}" = busybox ]; then
+	if [ "${TARGET_ARCH}" = x86_64 ]; then
+		install -D -m 0755 ${SUPERMACHINE_BLOBS_IN}/supermachine-agent $root$AGENT_INITRAMFS_PATH
 		# The layout of supermachine's KVM initramfs; /init calls every applet as
 		# `busybox APPLET`, so no applet links are needed.
 		install -d $root/bin $root/modules $root/proc $root/dev $root/sys
@@ -48,6 +50,8 @@ do_compile() {
 		chmod 0755 $root/init
 	else
 		install -m 0755 ${SUPERMACHINE_BLOBS_IN}/init-oci $root/init
+		install -d $root/proc $root/sys $root/dev $root/newroot
+		install -m 0644 ${SUPERMACHINE_BLOBS_IN}/smpark.ko $root/supermachine-smpark.ko
 	fi
 	supermachine-initramfs cpio --root $root --out ${B}/initramfs.cpio.gz \
 		--source-date-epoch ${SOURCE_DATE_EPOCH}

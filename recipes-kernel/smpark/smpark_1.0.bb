@@ -1,7 +1,8 @@
 SUMMARY = "smpark: park secondary vCPUs for a consistent snapshot"
 DESCRIPTION = "Out-of-tree module of the supermachine aarch64 guest: parks every \
-secondary vCPU in a WFI loop on request and releases it, so the VMM can capture a \
-consistent multi-vCPU snapshot. Controlled through sysfs."
+other vCPU polling a page on request and releases it, so the VMM can capture a \
+consistent multi-vCPU snapshot. /dev/smpark ioctls, and /sys/kernel/smpark/state_gpa \
+for the page the host may write to release them."
 HOMEPAGE = "https://github.com/supermachine-dev/meta-supermachine"
 LICENSE = "GPL-2.0-only"
 LIC_FILES_CHKSUM = "file://COPYING;md5=b234ee4d69f5fce4486a80fdaf4a4263"

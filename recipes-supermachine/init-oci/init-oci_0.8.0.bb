@@ -1,7 +1,8 @@
 SUMMARY = "PID-1 shim of the supermachine aarch64 guest"
-DESCRIPTION = "Mounts the container rootfs with a writable overlay, places the agent \
-inside, switches root and execs the agent: the job of the x86_64 busybox /init as one \
-static musl binary."
+DESCRIPTION = "PID 1 of the aarch64 guest to supermachine's HVF boot contract: stacks \
+the layer disks and the delta under a tmpfs overlay, fetches the environment from vsock \
+port 1026, starts the agent and the workload from the delta, prints the console markers \
+the VMM scans for and loads smpark.ko. One static musl binary."
 
 require recipes-supermachine/supermachine-workspace.inc
 

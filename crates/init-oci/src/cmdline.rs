@@ -1,87 +1,127 @@
-//! The supermachine words of the kernel command line.
+//! The `supermachine.*` words of the kernel command line (contract section 3).
 
 use std::fmt;
-
-use crate::conf;
 
 /// What the VMM asked for on the kernel command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootArgs {
-    /// Block device holding the read-only container rootfs (`supermachine.rootfs=`).
-    pub rootfs: Option<String>,
-    /// Block device holding the writable upper layer (`supermachine.upper=`); tmpfs if absent.
-    pub upper: Option<String>,
-    /// vsock port the agent should listen on (`supermachine.agent_port=`).
-    pub agent_port: Option<u32>,
+    /// `supermachine.host_time=<s>[.<frac>]`: the host's clock at bake time.
+    pub host_time: Option<HostTime>,
+    /// `supermachine.kcache=1`: pause for the kernel-boot-cache snapshot.
+    pub kcache: bool,
+    /// `supermachine.pre_exec_sync=1`: pause before forking the workload.
+    pub pre_exec_sync: bool,
+    /// `supermachine.host_ipv6=0|1`: whether the host can reach IPv6 (absent: unknown).
+    pub host_ipv6: Option<bool>,
+    /// `supermachine.tsi_token=<hex>`: read by the kernel's TSI; init only checks its shape.
+    pub tsi_token: Option<String>,
 }
 
-/// A supermachine word on the command line whose value cannot be used.
+/// Seconds and nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostTime {
+    pub secs: u64,
+    pub nanos: u32,
+}
+
+/// A `supermachine.*` value that cannot be used; boot goes on without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CmdlineError {
-    /// A disk parameter that is not an absolute device path.
-    RelativeDevice {
-        /// The command line key.
-        param: &'static str,
-        /// The value given.
-        value: String,
-    },
-    /// An agent port that is not a number in `0..=4294967295`.
-    BadPort {
-        /// The value given.
-        value: String,
-    },
+pub struct CmdlineWarning {
+    pub key: &'static str,
+    pub value: String,
+    pub want: &'static str,
 }
 
-impl fmt::Display for CmdlineError {
+impl fmt::Display for CmdlineWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::RelativeDevice { param, value } => write!(
-                f,
-                "{param}={value} is not a device path (write {param}=/dev/{})",
-                value.trim_start_matches("dev/")
-            ),
-            Self::BadPort { value } => write!(
-                f,
-                "{}={value} is not a vsock port number (use a whole number such as 1024)",
-                conf::AGENT_PORT_PARAM
-            ),
-        }
+        write!(
+            f,
+            "ignoring {}={:?}: want {}",
+            self.key, self.value, self.want
+        )
     }
 }
 
+const HOST_TIME: &str = "supermachine.host_time";
+const KCACHE: &str = "supermachine.kcache";
+const PRE_EXEC_SYNC: &str = "supermachine.pre_exec_sync";
+const HOST_IPV6: &str = "supermachine.host_ipv6";
+const TSI_TOKEN: &str = "supermachine.tsi_token";
+
 impl BootArgs {
-    /// Picks the supermachine words out of the text of `/proc/cmdline`.
-    ///
-    /// Words are separated by whitespace and may be double-quoted as the kernel allows
-    /// (`key="value"`). When a key is repeated, the last one wins, as in the shell `/init`.
-    /// An empty value counts as absent.
-    pub fn parse(cmdline: &str) -> Result<Self, CmdlineError> {
+    /// Reads the text of `/proc/cmdline`. Unusable values are left out and reported,
+    /// never fatal: a wrong clock or a missed pause is better than no guest. When a key
+    /// repeats, the last one wins (the worker appends after the bake's words).
+    pub fn parse(cmdline: &str) -> (Self, Vec<CmdlineWarning>) {
         let mut args = Self::default();
+        let mut warnings = Vec::new();
         for word in words(cmdline) {
             let Some((key, value)) = word.split_once('=') else {
                 continue;
             };
             let value = value.trim_matches('"');
-            if key == conf::ROOTFS_PARAM {
-                args.rootfs = device(conf::ROOTFS_PARAM, value)?;
-            } else if key == conf::UPPER_PARAM {
-                args.upper = device(conf::UPPER_PARAM, value)?;
-            } else if key == conf::AGENT_PORT_PARAM {
-                args.agent_port = if value.is_empty() {
-                    None
-                } else {
-                    let port = value.parse().map_err(|_| CmdlineError::BadPort {
-                        value: value.to_string(),
-                    })?;
-                    Some(port)
-                };
+            let bad = |key, want| CmdlineWarning {
+                key,
+                value: value.to_string(),
+                want,
+            };
+            match key {
+                HOST_TIME => match parse_time(value) {
+                    Some(t) => args.host_time = Some(t),
+                    None => warnings.push(bad(HOST_TIME, "seconds since 1970, e.g. 1764720000")),
+                },
+                KCACHE => match flag(value) {
+                    Some(on) => args.kcache = on,
+                    None => warnings.push(bad(KCACHE, "0 or 1")),
+                },
+                PRE_EXEC_SYNC => match flag(value) {
+                    Some(on) => args.pre_exec_sync = on,
+                    None => warnings.push(bad(PRE_EXEC_SYNC, "0 or 1")),
+                },
+                HOST_IPV6 => match flag(value) {
+                    Some(on) => args.host_ipv6 = Some(on),
+                    None => warnings.push(bad(HOST_IPV6, "0 or 1")),
+                },
+                TSI_TOKEN => {
+                    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        args.tsi_token = Some(value.to_string());
+                    } else {
+                        warnings.push(bad(TSI_TOKEN, "hex digits"));
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(args)
+        (args, warnings)
     }
 }
 
-/// Splits on whitespace outside double quotes, the way the kernel splits its parameters.
+fn flag(value: &str) -> Option<bool> {
+    match value {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_time(value: &str) -> Option<HostTime> {
+    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let secs = secs.parse().ok()?;
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(HostTime { secs, nanos })
+}
+
+/// Splits on whitespace outside double quotes, as the kernel splits its parameters.
 fn words(cmdline: &str) -> Vec<&str> {
     let mut words = Vec::new();
     let mut start = None;
@@ -104,95 +144,74 @@ fn words(cmdline: &str) -> Vec<&str> {
     words
 }
 
-fn device(param: &'static str, value: &str) -> Result<Option<String>, CmdlineError> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    if !value.starts_with('/') {
-        return Err(CmdlineError::RelativeDevice {
-            param,
-            value: value.to_string(),
-        });
-    }
-    Ok(Some(value.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn picks_supermachine_words_among_others() {
-        let line = format!(
-            "console=ttyAMA0 {}=/dev/vda quiet {}=/dev/vdb {}=1025 panic=-1\n",
-            conf::ROOTFS_PARAM,
-            conf::UPPER_PARAM,
-            conf::AGENT_PORT_PARAM
-        );
-        let args = BootArgs::parse(&line).expect("valid");
-        assert_eq!(args.rootfs.as_deref(), Some("/dev/vda"));
-        assert_eq!(args.upper.as_deref(), Some("/dev/vdb"));
-        assert_eq!(args.agent_port, Some(1025));
-    }
-
-    #[test]
-    fn absent_and_empty_values_are_none() {
+    fn the_hvf_command_line() {
+        let line = "earlycon=pl011,mmio32,0x09000000 console=ttyAMA0 quiet loglevel=4 tsi_hijack \
+                    supermachine.host_time=1764720000 supermachine.kcache=1 \
+                    supermachine.pre_exec_sync=1 supermachine.tsi_token=00ff \
+                    supermachine.host_ipv6=0 ipv6.disable=1\n";
+        let (args, warnings) = BootArgs::parse(line);
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
-            BootArgs::parse("console=ttyAMA0").expect("valid"),
-            BootArgs::default()
+            args,
+            BootArgs {
+                host_time: Some(HostTime {
+                    secs: 1_764_720_000,
+                    nanos: 0
+                }),
+                kcache: true,
+                pre_exec_sync: true,
+                host_ipv6: Some(false),
+                tsi_token: Some("00ff".into()),
+            }
         );
-        let line = format!("{}= {}=", conf::UPPER_PARAM, conf::AGENT_PORT_PARAM);
-        assert_eq!(BootArgs::parse(&line).expect("valid"), BootArgs::default());
-        assert_eq!(BootArgs::parse("").expect("valid"), BootArgs::default());
     }
 
     #[test]
-    fn last_repeated_word_wins() {
-        let line = format!("{0}=/dev/vda {0}=/dev/vdc", conf::ROOTFS_PARAM);
-        let args = BootArgs::parse(&line).expect("valid");
-        assert_eq!(args.rootfs.as_deref(), Some("/dev/vdc"));
+    fn absent_words_are_defaults() {
+        let (args, warnings) = BootArgs::parse("console=ttyAMA0 panic=-1");
+        assert_eq!(args, BootArgs::default());
+        assert!(warnings.is_empty());
     }
 
     #[test]
-    fn quoted_values_and_quoted_spaces() {
-        let line = format!(
-            "init_arg=\"a b {0}=/dev/vdz\" {0}=\"/dev/vda\"",
-            conf::ROOTFS_PARAM
+    fn fractional_time_and_last_word_wins() {
+        let (args, _) = BootArgs::parse(
+            "supermachine.host_time=5 supermachine.host_time=\"7.25\" supermachine.kcache=1 supermachine.kcache=0",
         );
-        let args = BootArgs::parse(&line).expect("valid");
-        assert_eq!(args.rootfs.as_deref(), Some("/dev/vda"));
-    }
-
-    #[test]
-    fn similar_keys_do_not_match() {
-        let line = format!("x{0}=/dev/vda {0}x=/dev/vdb {0}", conf::ROOTFS_PARAM);
-        assert_eq!(BootArgs::parse(&line).expect("valid"), BootArgs::default());
-    }
-
-    #[test]
-    fn relative_device_is_an_error_that_says_the_fix() {
-        let line = format!("{}=vda", conf::ROOTFS_PARAM);
-        let err = BootArgs::parse(&line).expect_err("relative");
         assert_eq!(
-            err.to_string(),
-            format!(
-                "{0}=vda is not a device path (write {0}=/dev/vda)",
-                conf::ROOTFS_PARAM
-            )
+            args.host_time,
+            Some(HostTime {
+                secs: 7,
+                nanos: 250_000_000
+            })
+        );
+        assert!(!args.kcache);
+    }
+
+    #[test]
+    fn bad_values_are_warnings_naming_the_key() {
+        let (args, warnings) = BootArgs::parse(
+            "supermachine.host_time=-3 supermachine.kcache=yes supermachine.tsi_token=zz supermachine.host_ipv6=",
+        );
+        assert_eq!(args, BootArgs::default());
+        let keys: Vec<&str> = warnings.iter().map(|w| w.key).collect();
+        assert_eq!(keys, [HOST_TIME, KCACHE, TSI_TOKEN, HOST_IPV6]);
+        assert_eq!(
+            warnings[1].to_string(),
+            "ignoring supermachine.kcache=\"yes\": want 0 or 1"
         );
     }
 
     #[test]
-    fn bad_port_is_an_error() {
-        for value in ["abc", "-1", "4294967296", "12x"] {
-            let line = format!("{}={value}", conf::AGENT_PORT_PARAM);
-            let err = BootArgs::parse(&line).expect_err(value);
-            assert_eq!(
-                err,
-                CmdlineError::BadPort {
-                    value: value.to_string()
-                }
-            );
-        }
+    fn similar_keys_and_quoted_spaces_do_not_match() {
+        let (args, _) = BootArgs::parse(
+            "xsupermachine.kcache=1 supermachine.kcachex=1 init_arg=\"a supermachine.kcache=1\"",
+        );
+        assert!(!args.kcache);
     }
 }

@@ -1,75 +1,38 @@
-//! `init-oci`: PID 1 of the supermachine aarch64 guest's initramfs.
+//! `init-oci`: PID 1 of the supermachine aarch64 guest, to the VMM's HVF boot contract.
 //!
-//! It does what the x86_64 busybox `/init` does, as one static binary: mount proc, sys
-//! and devtmpfs, read the kernel command line, mount the read-only container rootfs,
-//! stack a writable overlay on it (tmpfs, or the disk named by the upper parameter),
-//! copy the agent in, move the kernel mounts over, switch root and exec the agent as
-//! PID 1. On any failure it prints one `init-oci: error:` line saying what is missing
-//! and how to fix it, then powers the VM off; it never panics on bad input and never
-//! waits forever.
+//! In order: mount the kernel filesystems, read the `supermachine.*` command line, set
+//! the clock, load smpark.ko and print its page address, pause for the kernel-boot
+//! cache (`R`), stack the layer disks and the delta under a tmpfs overlay and switch to
+//! it, mount the container's filesystems, set the host name and network files, mount
+//! shares and volumes, fetch the environment from the host (vsock port 1026), start the
+//! agent from the delta and wait for it, pause before the workload (`P`), start the
+//! workload from the delta files and stay up reaping once it ends.
 //!
-//! Run by hand (not as PID 1) it only offers `--plan CMDLINE`, which prints the steps it
-//! would take for that kernel command line.
+//! A failure before the root exists (no disks, a missing layer) prints one
+//! `init-oci: error:` line and powers the VM off; a bad delta file or a workload that
+//! cannot start prints one and parks PID 1 with exit 127, the agent still serving.
+//! It never panics on bad input and never waits without a limit.
 
 mod cmdline;
-mod conf;
 mod console;
-mod execute;
-mod plan;
+mod container;
+mod delta;
+mod disks;
+mod envsvc;
+mod net;
+mod root;
+mod smpark;
+mod supervise;
 mod sys;
 
-use std::convert::Infallible;
-use std::fmt;
 use std::panic;
 use std::process::ExitCode;
+use std::thread::sleep;
+use std::time::Duration;
 
-use cmdline::{BootArgs, CmdlineError};
-use execute::StepError;
-use plan::PlanError;
+use cmdline::BootArgs;
 
-/// Why the boot stopped.
-#[derive(Debug)]
-enum Failure {
-    ReadCmdline(std::io::Error),
-    Cmdline(CmdlineError),
-    Plan(PlanError),
-    Step(StepError),
-    NoExec,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ReadCmdline(err) => write!(f, "cannot read /proc/cmdline: {err}"),
-            Self::Cmdline(err) => err.fmt(f),
-            Self::Plan(err) => err.fmt(f),
-            Self::Step(err) => err.fmt(f),
-            Self::NoExec => {
-                f.write_str("the boot plan ended without starting the agent (a bug in init-oci)")
-            }
-        }
-    }
-}
-
-impl From<CmdlineError> for Failure {
-    fn from(err: CmdlineError) -> Self {
-        Self::Cmdline(err)
-    }
-}
-
-impl From<PlanError> for Failure {
-    fn from(err: PlanError) -> Self {
-        Self::Plan(err)
-    }
-}
-
-impl From<StepError> for Failure {
-    fn from(err: StepError) -> Self {
-        Self::Step(err)
-    }
-}
-
-const USAGE: &str = "usage: init-oci            (as PID 1: boot the container)\n       init-oci --plan CMDLINE (print the steps for a kernel command line)\n";
+const USAGE: &str = "usage: init-oci                      (as PID 1 of a supermachine aarch64 guest: rdinit=/init)\n       init-oci smpark park|unpark   (drive /dev/smpark, as the agent's smpark controls do)\n";
 
 fn main() -> ExitCode {
     if sys::is_pid_one() {
@@ -77,58 +40,123 @@ fn main() -> ExitCode {
     }
     // Not PID 1: never mount or power off the machine someone ran this on.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [flag, line] if flag == "--plan" => print_plan(line),
-        [flag] if flag == "--help" || flag == "-h" => {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["smpark", action @ ("park" | "unpark")] => match smpark::control(action == &"park") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("init-oci: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        ["--help" | "-h"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
         _ => {
-            eprint!("init-oci: not PID 1; it boots a supermachine guest as its init (rdinit=/init)\n{USAGE}");
+            eprint!("init-oci: not PID 1; it boots a supermachine guest as its init\n{USAGE}");
             ExitCode::from(2)
         }
     }
 }
 
-/// Boots the container; any way out of here ends the VM.
+/// Never returns: either PID 1 reaps for ever, or the VM is powered off.
 fn boot() -> ! {
-    let reason = match panic::catch_unwind(boot_steps) {
+    let reason = match panic::catch_unwind(run) {
+        Ok(Err(reason)) => reason,
         Ok(Ok(never)) => match never {},
-        Ok(Err(failure)) => failure.to_string(),
-        Err(_) => "init-oci stopped on an internal error (a bug; the message above says where)"
-            .to_string(),
+        Err(_) => {
+            "init-oci stopped on an internal error (a bug; the message above says where)".into()
+        }
     };
     console::error(&reason);
     console::say("powering off");
     sys::power_off();
-    // Only reachable without CAP_SYS_BOOT; as PID 1 this exit makes the kernel panic,
-    // which is the last way left to stop the VM.
+    // Only without CAP_SYS_BOOT; as PID 1 this exit panics the kernel, which ends the VM.
     std::process::exit(1)
 }
 
-fn boot_steps() -> Result<Infallible, Failure> {
-    execute::run_all(&plan::early_steps())?;
-    sys::attach_console_if_missing();
-    let text = std::fs::read_to_string("/proc/cmdline").map_err(Failure::ReadCmdline)?;
-    let args = BootArgs::parse(&text)?;
-    execute::run_all(&plan::container_steps(&args)?)?;
-    Err(Failure::NoExec)
-}
+enum Never {}
 
-fn print_plan(line: &str) -> ExitCode {
-    let steps = BootArgs::parse(line)
-        .map_err(Failure::from)
-        .and_then(|args| plan::container_steps(&args).map_err(Failure::from));
-    match steps {
-        Ok(steps) => {
-            for step in plan::early_steps().iter().chain(&steps) {
-                println!("{step}");
-            }
-            ExitCode::SUCCESS
+fn run() -> Result<Never, String> {
+    root::early_mounts()?;
+    sys::attach_console_if_missing();
+    let text = std::fs::read_to_string("/proc/cmdline")
+        .map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
+    let (args, warnings) = BootArgs::parse(&text);
+    for w in warnings {
+        console::warn(&w.to_string());
+    }
+    if let Some(time) = args.host_time {
+        if let Err(e) = sys::set_clock(time) {
+            console::warn(&format!("cannot set the clock to {}: {e}", time.secs));
         }
-        Err(failure) => {
-            console::error(&failure.to_string());
-            ExitCode::FAILURE
+    }
+    match smpark::load() {
+        Ok(Some(gpa)) => console::line(&console::smpark_line(gpa)),
+        Ok(None) => {
+            console::say("no /supermachine-smpark.ko in the initramfs: vCPU parking unavailable")
+        }
+        Err(e) => console::warn(&e),
+    }
+    if args.kcache {
+        console::pause(console::KCACHE_READY, console::KCACHE_RESUMED, b'R');
+    }
+
+    let layout = disks::classify(&root::scan_disks()?).map_err(|e| e.to_string())?;
+    console::say(&format!(
+        "{} layer disk(s) and the delta /dev/{}, {} volume disk(s)",
+        layout.layers.len(),
+        layout.delta,
+        layout.volumes.len()
+    ));
+    root::assemble_and_switch(&layout)?;
+    for w in root::container_mounts() {
+        console::say(&w);
+    }
+    // Read the delta's workload files now, so a bad one is reported before the slow part.
+    let workload = supervise::read_workload();
+    let hostname = container::hostname();
+    container::network(&args, hostname.as_deref());
+    container::shares_and_volumes(&layout.volumes);
+
+    let reply = envsvc::fetch().unwrap_or_else(|e| {
+        console::warn(&format!("{e}; the workload gets the image's defaults only"));
+        envsvc::EnvReply::default()
+    });
+    // The agent merges PID 1's environment into each exec, so the container's goes here;
+    // secrets only go to the workload. Single-threaded here, so set_var is sound.
+    for (key, value) in &reply.env {
+        std::env::set_var(key, value);
+    }
+    let agent = supervise::start_agent();
+    console::line(console::HEARTBEAT);
+
+    let workload = match workload {
+        Ok(w) => w,
+        Err(e) => {
+            console::error(&e.to_string());
+            console::line(&console::parked_line(127));
+            supervise::reap_forever(None, agent);
+        }
+    };
+    let env = supervise::workload_env(&reply.env, &reply.secrets, &workload.who);
+    console::line(console::WORKLOAD_PRE_EXEC);
+    // The VMM may snapshot on the line above; give it a moment before the fork.
+    sleep(Duration::from_millis(100));
+    if args.pre_exec_sync {
+        console::pause(console::PRE_EXEC_READY, console::PRE_EXEC_RESUMED, b'P');
+    }
+    match supervise::start_workload(&workload, &env) {
+        Ok(pid) => supervise::reap_forever(Some(pid), agent),
+        Err(e) => {
+            console::error(&e);
+            console::line(&console::parked_line(127));
+            supervise::reap_forever(None, agent)
         }
     }
 }

@@ -13,5 +13,7 @@ pub mod sandbox;
 pub mod assets;
 #[path = "../../e2e/src/bridge.rs"]
 pub mod bridge;
+#[path = "../../e2e/src/hvf.rs"]
+pub mod hvf;
 #[path = "../../e2e/src/qemu.rs"]
 pub mod qemu;

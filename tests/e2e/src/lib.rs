@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod assets;
 pub mod bridge;
+pub mod hvf;
 pub mod qemu;
 pub mod workload;
 

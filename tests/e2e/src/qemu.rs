@@ -5,14 +5,18 @@
 //! of it that offers guest port 1028 the way supermachine's VMM does.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::thread::sleep;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use crate::assets::{asset, Arch};
 use crate::bridge::Bridge;
+use crate::hvf::{self, Delta, EnvService};
 
 /// Guest CID given to vhost-device-vsock; the host is always CID 2.
 pub const GUEST_CID: u32 = 3;
@@ -137,6 +141,15 @@ pub struct VmConfig {
     /// x86_64 only: let QEMU describe the devices in ACPI tables instead of on the
     /// command line (for reference kernels built without `VIRTIO_MMIO_CMDLINE_DEVICES`).
     pub x86_acpi: bool,
+    /// The console on a socket the harness reads and writes (for `R`/`P`), instead of a
+    /// file.
+    pub console_input: bool,
+    /// Guest RAM in a shared file the harness can read and write (`Vm::write_guest`).
+    pub memory_file: bool,
+    /// Answer guest connections to host vsock port 1026 with this body.
+    pub env_service: Option<String>,
+    /// Files the disks live in, kept as long as the configuration.
+    pub keep: Vec<Arc<tempfile::TempDir>>,
 }
 
 impl VmConfig {
@@ -144,6 +157,9 @@ impl VmConfig {
     /// container rootfs as `/dev/vda`, with vsock. On x86_64 the command line is the
     /// one supermachine's KVM backend gives (the devices come from QEMU).
     pub fn agent_guest(arch: Arch) -> VmConfig {
+        if arch == Arch::Aarch64 {
+            return VmConfig::hvf_guest(&Delta::reporting_workload());
+        }
         let a = arch.name();
         let cmdline = match arch {
             Arch::X86_64 => format!("tsi_hijack supermachine.host_time={}", host_time()),
@@ -163,6 +179,48 @@ impl VmConfig {
             memory_mib: 256,
             accel: Accel::detect(arch),
             x86_acpi: false,
+            console_input: false,
+            memory_file: false,
+            env_service: None,
+            keep: Vec::new(),
+        }
+    }
+
+    /// The aarch64 guest as supermachine's HVF backend boots it: the VMM's initramfs
+    /// (init-oci and smpark.ko), one read-only disk per image layer then the delta,
+    /// the env service on port 1026, the console open for `R`/`P`, 4 vCPUs.
+    pub fn hvf_guest(delta: &Delta) -> VmConfig {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory for the delta"));
+        let mut disks: Vec<Disk> = hvf::layers()
+            .into_iter()
+            .map(|path| Disk {
+                path,
+                read_only: true,
+            })
+            .collect();
+        disks.push(Disk {
+            path: delta.build(dir.path()),
+            read_only: true,
+        });
+        let host_time = host_time();
+        VmConfig {
+            arch: Arch::Aarch64,
+            kernel: asset("aarch64/kernel/Image"),
+            initrd: Some(asset("aarch64/initramfs.cpio.gz")),
+            cmdline: format!("supermachine.host_time={host_time} supermachine.host_ipv6=0"),
+            disks,
+            vsock: true,
+            cpus: 4,
+            memory_mib: 256,
+            accel: Accel::Tcg,
+            x86_acpi: false,
+            console_input: true,
+            memory_file: true,
+            env_service: Some(hvf::env_json(
+                &[("GREETING", "hello from port 1026"), ("PATH", "/bin")],
+                &[("SECRET_TOKEN", "s3cr3t")],
+            )),
+            keep: vec![dir],
         }
     }
 }
@@ -179,6 +237,9 @@ pub fn host_time() -> u64 {
 pub struct Vm {
     qemu: Child,
     vsock_backend: Option<Child>,
+    env_service: Option<EnvService>,
+    console_in: Option<Mutex<UnixStream>>,
+    guest_ram: Option<PathBuf>,
     bridge: Option<Bridge>,
     dir: tempfile::TempDir,
     console: PathBuf,
@@ -211,6 +272,12 @@ impl Vm {
             wait_for_path(&vhost_sock, Duration::from_secs(10));
             child
         });
+        let env_service = config
+            .env_service
+            .clone()
+            .map(|body| EnvService::start(&uds, body));
+        let guest_ram = config.memory_file.then(|| dir.path().join("guest-ram"));
+        let console_sock = dir.path().join("console.sock");
         let bridge = config.vsock.then(|| {
             Bridge::start(
                 &dir.path().join("agent.sock"),
@@ -255,8 +322,19 @@ impl Vm {
             "none",
             "-no-reboot",
         ]);
-        cmd.arg("-serial")
-            .arg(format!("file:{}", console.display()));
+        if config.console_input {
+            // wait=on: the guest starts only once the harness is connected, so no
+            // output is lost.
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "socket,id=con0,path={},server=on,wait=on",
+                    console_sock.display()
+                ))
+                .args(["-serial", "chardev:con0"]);
+        } else {
+            cmd.arg("-serial")
+                .arg(format!("file:{}", console.display()));
+        }
         cmd.arg("-kernel").arg(&config.kernel);
         if let Some(initrd) = &config.initrd {
             cmd.arg("-initrd").arg(initrd);
@@ -282,17 +360,27 @@ impl Vm {
             ));
             cmd.args(["-device", &format!("virtio-blk-device,drive=disk{i}")]);
         }
-        if config.vsock {
-            // vhost-user needs the guest memory shared with the backend process.
+        if let Some(ram) = &guest_ram {
+            // A shared file mapping: what the guest stores, the harness reads, and back.
+            cmd.arg("-object")
+                .arg(format!(
+                    "memory-backend-file,id=mem,size={mem},share=on,mem-path={}",
+                    ram.display()
+                ))
+                .args(["-machine", "memory-backend=mem"]);
+        } else if config.vsock {
             cmd.args([
                 "-object",
                 &format!("memory-backend-memfd,id=mem,size={mem},share=on"),
                 "-machine",
                 "memory-backend=mem",
-                "-chardev",
-            ])
-            .arg(format!("socket,id=vsock,path={}", vhost_sock.display()))
-            .args(["-device", "vhost-user-vsock-device,chardev=vsock"]);
+            ]);
+        }
+        if config.vsock {
+            // vhost-user needs the guest memory shared with the backend process (above).
+            cmd.args(["-chardev"])
+                .arg(format!("socket,id=vsock,path={}", vhost_sock.display()))
+                .args(["-device", "vhost-user-vsock-device,chardev=vsock"]);
         }
         let qemu_log = fs::File::create(dir.path().join("qemu.log")).expect("qemu log file");
         let qemu = cmd
@@ -301,14 +389,77 @@ impl Vm {
             .stderr(Stdio::from(qemu_log))
             .spawn()
             .expect("QEMU is not installed: run `sudo bash .ci/install`");
+        let console_in = config.console_input.then(|| {
+            let stream = connect_retry(&console_sock, Duration::from_secs(20));
+            let mut reader = stream.try_clone().expect("console stream");
+            let mut log = fs::File::create(&console).expect("console log");
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 || log.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            Mutex::new(stream)
+        });
         Vm {
             qemu,
             vsock_backend,
+            env_service,
+            console_in,
+            guest_ram,
             bridge,
             dir,
             console,
             exit: None,
         }
+    }
+
+    /// Sends bytes to the guest's console input, as the VMM pushes `R\n` and `P\n`.
+    pub fn push_console(&self, bytes: &[u8]) {
+        let stream = self
+            .console_in
+            .as_ref()
+            .expect("the VM was configured without console_input");
+        stream
+            .lock()
+            .expect("console lock")
+            .write_all(bytes)
+            .expect("write to the guest console");
+    }
+
+    /// How many times the guest fetched its environment from port 1026.
+    pub fn env_requests(&self) -> usize {
+        self.env_service.as_ref().map_or(0, EnvService::served)
+    }
+
+    fn ram_file(&self) -> fs::File {
+        let path = self
+            .guest_ram
+            .as_ref()
+            .expect("the VM was configured without memory_file");
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("guest RAM file")
+    }
+
+    /// Reads guest-physical memory (QEMU `virt`: RAM from 0x4000_0000).
+    pub fn read_guest(&self, gpa: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        self.ram_file()
+            .read_exact_at(&mut buf, gpa - hvf::VIRT_RAM_BASE)
+            .expect("read guest memory");
+        buf
+    }
+
+    /// Stores bytes into guest-physical memory, as the VMM's direct smpark release does.
+    pub fn write_guest(&self, gpa: u64, bytes: &[u8]) {
+        self.ram_file()
+            .write_all_at(bytes, gpa - hvf::VIRT_RAM_BASE)
+            .expect("write guest memory");
     }
 
     /// The hybrid-vsock Unix socket (`CONNECT <port>\n`) reaching the guest.
@@ -336,9 +487,15 @@ impl Vm {
         String::from_utf8_lossy(&fs::read(&self.console).unwrap_or_default()).into_owned()
     }
 
-    /// QEMU's own error output (for failure messages).
+    /// QEMU's own error output and the vsock backend's (for failure messages).
     pub fn qemu_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("qemu.log")).unwrap_or_default()
+        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let vsock = read("vhost-device-vsock.log");
+        if vsock.is_empty() {
+            read("qemu.log")
+        } else {
+            format!("{}--- vhost-device-vsock ---\n{vsock}", read("qemu.log"))
+        }
     }
 
     /// Waits until the console shows `needle`; fails the test with the console on timeout
@@ -394,6 +551,21 @@ impl Drop for Vm {
             let _ = backend.kill();
             let _ = backend.wait();
         }
+    }
+}
+
+fn connect_retry(path: &Path, timeout: Duration) -> UnixStream {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match UnixStream::connect(path) {
+            Ok(stream) => return stream,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "QEMU's console socket {} did not accept within {timeout:?}: {e}",
+                path.display()
+            ),
+        }
+        sleep(Duration::from_millis(20));
     }
 }
 

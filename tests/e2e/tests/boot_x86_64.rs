@@ -67,6 +67,10 @@ fn boot_probe(kernel: &str) {
         memory_mib: 256,
         accel: Accel::detect(Arch::X86_64),
         x86_acpi: false,
+        console_input: false,
+        memory_file: false,
+        env_service: None,
+        keep: Vec::new(),
     };
     let mut vm = Vm::start(&config);
     let console = vm.wait_console("END-OF-PROBE", Duration::from_secs(120));
