@@ -279,9 +279,17 @@ fn container_boots_as_supermachine_boots_it_and_serves_exec_and_control() {
     let mut p = c
         .spawn(Command::from_argv(["sh", "-c", "stty size; read x; stty size"]).tty(100, 30))
         .unwrap();
+    // Resize only once the first size is out, or the shell may see the new size twice.
+    let mut text = Vec::new();
+    while !String::from_utf8_lossy(&text).contains("30 100") {
+        match p.next_output().unwrap() {
+            Some(Output::Stdout(d)) => text.extend(d),
+            Some(_) => {}
+            None => panic!("the pty session ended before printing its size"),
+        }
+    }
     p.resize(132, 50).unwrap();
     p.write_stdin(b"go\n").unwrap();
-    let mut text = Vec::new();
     while let Some(ev) = p.next_output().unwrap() {
         match ev {
             Output::Stdout(d) => text.extend(d),
