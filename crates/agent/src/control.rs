@@ -115,8 +115,22 @@ fn run(c: Control) -> Result<Map<String, Value>, String> {
                 .map_err(|e| format!("drop_vfs_caches: {DROP_CACHES}: {e}"))?;
             Ok(Map::new())
         }
-        Control::SmparkPark => smpark("park", SMPARK_PARK),
-        Control::SmparkUnpark => smpark("unpark", SMPARK_UNPARK),
+        Control::SmparkPark => {
+            // Before parking, so no thread of ours is left on a CPU that stops.
+            crate::cpus::pin_to_first_online().map_err(|e| {
+                format!("smpark park: cannot move the agent to the CPU that stays up: {e}")
+            })?;
+            let parked = smpark("park", SMPARK_PARK);
+            if parked.is_err() {
+                let _ = crate::cpus::release();
+            }
+            parked
+        }
+        Control::SmparkUnpark => {
+            let unparked = smpark("unpark", SMPARK_UNPARK);
+            let _ = crate::cpus::release();
+            unparked
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 mod cli;
 mod connection;
 mod control;
+mod cpus;
 mod env;
 mod files;
 mod listener;
