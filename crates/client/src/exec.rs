@@ -342,7 +342,7 @@ impl Drop for Process {
 
 /// Copies `input` into the process's stdin from a thread of its own (so a process that
 /// writes while it reads cannot deadlock against us), then closes stdin.
-pub(crate) fn feed_stdin(control: ProcessControl, mut input: impl Read + Send + 'static) {
+pub fn feed_stdin(control: ProcessControl, mut input: impl Read + Send + 'static) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; STDIN_CHUNK];
         loop {

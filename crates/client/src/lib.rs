@@ -38,7 +38,7 @@ mod transport;
 
 pub use client::{Client, Reply, FILE_CHUNK};
 pub use error::{Error, Result};
-pub use exec::{Command, ExecOutput, ExitStatus, Output, Process, ProcessControl};
+pub use exec::{feed_stdin, Command, ExecOutput, ExitStatus, Output, Process, ProcessControl};
 pub use supermachine_proto::AGENT_VSOCK_PORT;
 pub use transport::Endpoint;
 

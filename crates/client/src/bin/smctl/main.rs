@@ -3,7 +3,7 @@
 mod tty;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -311,7 +311,7 @@ fn exec(client: &Client, mut command: Command, tty: bool, has_term: bool) -> Res
     };
     let result = (|| {
         let mut process = client.spawn(&command)?;
-        forward_stdin(process.control());
+        supermachine_client::feed_stdin(process.control(), std::io::stdin());
         if tty {
             let control = process.control();
             tty::forward_winch(move |rows, cols| {
@@ -336,30 +336,4 @@ fn exec(client: &Client, mut command: Command, tty: bool, has_term: bool) -> Res
         r.restore();
     }
     result
-}
-
-/// Copies our stdin to the process's, then sends the end of input.
-fn forward_stdin(control: supermachine_client::ProcessControl) {
-    let _ = std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 16 * 1024];
-            let mut stdin = std::io::stdin().lock();
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if control
-                            .write_stdin(buf.get(..n).unwrap_or_default())
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = control.close_stdin();
-        });
 }
