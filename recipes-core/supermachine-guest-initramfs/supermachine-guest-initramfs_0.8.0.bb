@@ -5,9 +5,9 @@ the one supermachine's VMM builds: init-oci as /init, empty proc sys dev newroot
 /supermachine-smpark.ko (the agent comes from the delta disk). Written by \
 supermachine-initramfs, as in the host build."
 HOMEPAGE = "https://github.com/supermachine-dev/meta-supermachine"
-# The x86_64 archive holds busybox (GPL-2.0-only & bzip2-1.0.6); the aarch64 one only the
-# MIT agent and init-oci.
-LICENSE = "MIT"
+# The x86_64 archive holds busybox (GPL-2.0-only & bzip2-1.0.6) and the MIT agent; the
+# aarch64 one the MIT init-oci and smpark.ko (GPL-2.0-only).
+LICENSE = "MIT & GPL-2.0-only"
 LICENSE:x86-64 = "MIT & GPL-2.0-only & bzip2-1.0.6"
 LIC_FILES_CHKSUM = "file://COPYING.MIT;md5=70c9ff6c1b20c88748d7a612a84d5535"
 
