@@ -15,5 +15,7 @@ pub mod assets;
 pub mod bridge;
 #[path = "../../e2e/src/hvf.rs"]
 pub mod hvf;
+#[path = "../../e2e/src/latency.rs"]
+pub mod latency;
 #[path = "../../e2e/src/qemu.rs"]
 pub mod qemu;

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod assets;
 pub mod bridge;
 pub mod hvf;
+pub mod latency;
 pub mod qemu;
 pub mod workload;
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use supermachine::wire::send_control_with_ack;
 use supermachine::ExecBuilder;
 use supermachine_conformance::assets::Arch;
+use supermachine_conformance::latency::{samples, summary};
 use supermachine_conformance::qemu::{Vm, VmConfig};
 
 const READY: Duration = Duration::from_secs(300);
@@ -20,16 +21,6 @@ const PATIENCE: Duration = Duration::from_secs(300);
 fn fail(msg: &str) -> ! {
     eprintln!("exec-bench: {msg}");
     std::process::exit(1)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn main() {
@@ -91,21 +82,13 @@ fn main() {
         }
         start.elapsed()
     };
-    // Warm up the page cache and the agent's first-use paths.
-    for _ in 0..10 {
-        run_true();
-    }
-    let mut samples: Vec<Duration> = (0..execs).map(|_| run_true()).collect();
-    samples.sort();
+    let samples = samples(execs, run_true);
     println!(
-        "{} exec `true` round trip, supermachine 0.7.108 client ({execs} execs, {} vCPU, {:?}): p50 {:.2} ms, p99 {:.2} ms (min {:.2}, max {:.2})",
+        "{} exec `true` round trip, supermachine 0.7.108 client ({execs} execs, {} vCPU, {:?}): {}",
         arch.name(),
         config.cpus,
         config.accel,
-        ms(percentile(&samples, 50.0)),
-        ms(percentile(&samples, 99.0)),
-        ms(samples[0]),
-        ms(samples[samples.len() - 1])
+        summary(&samples)
     );
 
     let bytes = stream_mib << 20;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use supermachine_client::{Client, Command, Output};
 use supermachine_e2e::assets::{out_dir, Arch};
+use supermachine_e2e::latency::{ms, samples, summary};
 use supermachine_e2e::qemu::{Accel, Vm, VmConfig};
 use supermachine_e2e::workload;
 use supermachine_proto::AGENT_READY_PATH;
@@ -395,17 +396,7 @@ fn median_sorted(values: &[Duration]) -> Duration {
     median(&v)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 // ---------------------------------------------------------------- exec and throughput
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn exec_section(arch: Arch, execs: usize, stream_mib: u64) {
     let config = VmConfig::agent_guest(arch);
@@ -431,18 +422,10 @@ fn exec_section(arch: Arch, execs: usize, stream_mib: u64) {
         );
         start.elapsed()
     };
-    // Warm up the page cache and the agent's first-use paths.
-    for _ in 0..10 {
-        run_true();
-    }
-    let mut samples: Vec<Duration> = (0..execs).map(|_| run_true()).collect();
-    samples.sort();
+    let samples = samples(execs, run_true);
     println!(
-        "exec `true` round trip, {execs} (one connection each, through the bridge): p50 {:.2} ms, p99 {:.2} ms (min {:.2}, max {:.2})",
-        ms(percentile(&samples, 50.0)),
-        ms(percentile(&samples, 99.0)),
-        ms(samples[0]),
-        ms(samples[samples.len() - 1])
+        "exec `true` round trip, {execs} (one connection each, through the bridge): {}",
+        summary(&samples)
     );
 
     let bytes = stream_mib << 20;
