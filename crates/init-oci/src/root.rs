@@ -95,8 +95,11 @@ pub fn assemble_and_switch(layout: &Layout) -> Result<(), String> {
     mkdir(&format!("{OVERLAY}/upper"))?;
     mkdir(&format!("{OVERLAY}/work"))?;
     mkdir(NEWROOT)?;
+    // xino=on: the layers are squashfs images, all with a null uuid; from the second one
+    // on, xino=auto falls back to off, and a directory's st_ino would then differ from its
+    // readdir d_ino (CPython's test_os checks they agree).
     let options = format!(
-        "lowerdir={},upperdir={OVERLAY}/upper,workdir={OVERLAY}/work",
+        "lowerdir={},upperdir={OVERLAY}/upper,workdir={OVERLAY}/work,xino=on",
         disks::lowerdir(&lowers)
     );
     sys::mount("overlay", NEWROOT, "overlay", 0, Some(&options)).map_err(|e| {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use supermachine_client::{Client, Command};
 use supermachine_e2e::workload::{self, ModuleResult};
-use supermachine_e2e::{boot_agent, sh_stdout, Arch, Vm, VmConfig};
+use supermachine_e2e::{boot_agent, sh_stdout, Arch, Vm};
 
 /// Boot to a ready agent under TCG, with room for a loaded host.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -18,10 +18,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const RUN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
 fn boot(arch: Arch, cpus: u32) -> (Vm, Client) {
-    let mut config = VmConfig::agent_guest(arch);
-    config.disks[0].path = workload::rootfs(arch);
-    config.cpus = cpus;
-    config.memory_mib = 2048;
+    let config = workload::guest(arch, cpus);
     let started = Instant::now();
     let booted = boot_agent(&config, READY_TIMEOUT, RUN_TIMEOUT);
     eprintln!(
@@ -60,7 +57,16 @@ fn check(client: &Client, name: &str) -> String {
 
 #[test]
 fn container_kernel_features_x86_64() {
-    let (_vm, client) = boot(Arch::X86_64, 2);
+    container_kernel_features(Arch::X86_64);
+}
+
+#[test]
+fn container_kernel_features_aarch64() {
+    container_kernel_features(Arch::Aarch64);
+}
+
+fn container_kernel_features(arch: Arch) {
+    let (_vm, client) = boot(arch, 2);
     let os = sh_stdout(&client, "grep PRETTY_NAME /etc/os-release");
     assert!(os.contains("Debian GNU/Linux 12 (bookworm)"), "{os}");
 
@@ -127,7 +133,7 @@ fn container_kernel_features_x86_64() {
     check(&client, "inotify");
 }
 
-/// Runs the arch's selection with `cpus` vCPUs (two modules at a time for two vCPUs: TCG
+/// Runs the selection with `cpus` vCPUs (two modules at a time for two vCPUs: TCG
 /// gives each vCPU a host thread) and fails naming every module that did not pass.
 fn cpython_regression_modules(arch: Arch, cpus: u32) {
     let (_vm, client) = boot(arch, cpus);
@@ -142,7 +148,7 @@ fn cpython_regression_modules(arch: Arch, cpus: u32) {
             .any(|l| l.starts_with("devpts /dev/pts devpts ")),
         "no devpts on /dev/pts: {mounts}"
     );
-    let selection = workload::modules(arch);
+    let selection = workload::MODULES;
     let (results, wall) = workload::run_modules(&client, selection, cpus)
         .unwrap_or_else(|e| panic!("{}: {e}", arch.name()));
     print_results(&results);
@@ -191,4 +197,9 @@ fn print_results(results: &[ModuleResult]) {
 #[test]
 fn cpython_regression_modules_x86_64() {
     cpython_regression_modules(Arch::X86_64, 2);
+}
+
+#[test]
+fn cpython_regression_modules_aarch64() {
+    cpython_regression_modules(Arch::Aarch64, 2);
 }

@@ -478,16 +478,15 @@ const WORKLOAD_CPUS: u32 = 2;
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Boots each kernel with the workload's Debian rootfs (plain TCG: the figure is a
-/// count, not a time) and runs the arch's CPython selection, as the workload test does.
+/// count, not a time) and runs the CPython selection, as the workload test does.
 fn workload_section(arch: Arch) {
-    let selection = workload::modules(arch);
+    let selection = workload::MODULES;
     println!();
     println!(
         "== workload, {}: CPython regression modules passing of {} (Debian bookworm rootfs, {WORKLOAD_CPUS} vCPUs, 2 GiB, TCG)",
         arch.name(),
         selection.len()
     );
-    let rootfs = workload::rootfs(arch);
     let mut kernels = vec![("ours", our_kernel(arch), false)];
     for reference in &REFERENCES {
         let kernel = reference_kernel(reference, arch);
@@ -504,12 +503,9 @@ fn workload_section(arch: Arch) {
         "kernel", "passing", "wall s"
     );
     for (label, kernel, acpi) in kernels {
-        let mut config = VmConfig::agent_guest(arch);
+        let mut config = workload::guest(arch, WORKLOAD_CPUS);
         config.kernel = kernel;
         config.x86_acpi = acpi;
-        config.disks[0].path = rootfs.clone();
-        config.cpus = WORKLOAD_CPUS;
-        config.memory_mib = 2048;
         let vm = Vm::start(&config);
         let client = supermachine_e2e::client(&vm, supermachine_e2e::Via::Bridge, WORKLOAD_TIMEOUT);
         if let Err(e) = client.wait_ready(BOOT_TIMEOUT) {
