@@ -1,6 +1,8 @@
 //! What each per-arch crate bundles, where each blob comes from in the host-build layout
 //! (docs/layout.md), and how it is checked. The crate API follows from this table.
 
+use crate::archive::XzFilters;
+
 /// An ELF `e_machine` value.
 pub type ElfMachine = u16;
 
@@ -187,6 +189,16 @@ impl Arch {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+
+    /// How `blob` is compressed in this crate. x86_64 executables get the x86 BCJ filter;
+    /// the bzImage does not (it is compressed already). aarch64 gets none: the ARM64 BCJ
+    /// filter came with liblzma 5.4, and the liblzma xz2 bundles (lzma-sys 0.1) is 5.2.
+    pub fn xz_filters(&self, blob: &Blob) -> XzFilters {
+        match (self.machine, blob.kind) {
+            (EM_X86_64, BlobKind::StaticExe) => XzFilters::X86Lzma2,
+            _ => XzFilters::Lzma2,
+        }
     }
 
     /// The SPDX licence expression covering every blob of the crate (its code is MIT too).
