@@ -191,12 +191,14 @@ impl Arch {
         ids
     }
 
-    /// How `blob` is compressed in this crate. x86_64 executables get the x86 BCJ filter;
-    /// the bzImage does not (it is compressed already). aarch64 gets none: the ARM64 BCJ
-    /// filter came with liblzma 5.4, and the liblzma xz2 bundles (lzma-sys 0.1) is 5.2.
+    /// How `blob` is compressed in this crate: with the BCJ filter of its arch where that
+    /// makes the stream smaller (measured on the host build's blobs, docs/benchmarks.md).
+    /// Not for the bzImage (compressed already) nor smpark.ko (a relocatable object: its
+    /// branch targets are left to relocations, and the filter made it bigger).
     pub fn xz_filters(&self, blob: &Blob) -> XzFilters {
         match (self.machine, blob.kind) {
             (EM_X86_64, BlobKind::StaticExe) => XzFilters::X86Lzma2,
+            (EM_AARCH64, BlobKind::StaticExe | BlobKind::Arm64Image) => XzFilters::Arm64Lzma2,
             _ => XzFilters::Lzma2,
         }
     }
