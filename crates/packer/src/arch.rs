@@ -1,6 +1,8 @@
 //! What each per-arch crate bundles, where each blob comes from in the host-build layout
 //! (docs/layout.md), and how it is checked. The crate API follows from this table.
 
+use crate::archive::XzFilters;
+
 /// An ELF `e_machine` value.
 pub type ElfMachine = u16;
 
@@ -187,6 +189,18 @@ impl Arch {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+
+    /// How `blob` is compressed in this crate: with the BCJ filter of its arch where that
+    /// makes the stream smaller (measured on the host build's blobs, docs/benchmarks.md).
+    /// Not for the bzImage (compressed already) nor smpark.ko (a relocatable object: its
+    /// branch targets are left to relocations, and the filter made it bigger).
+    pub fn xz_filters(&self, blob: &Blob) -> XzFilters {
+        match (self.machine, blob.kind) {
+            (EM_X86_64, BlobKind::StaticExe) => XzFilters::X86Lzma2,
+            (EM_AARCH64, BlobKind::StaticExe | BlobKind::Arm64Image) => XzFilters::Arm64Lzma2,
+            _ => XzFilters::Lzma2,
+        }
     }
 
     /// The SPDX licence expression covering every blob of the crate (its code is MIT too).

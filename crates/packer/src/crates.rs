@@ -67,6 +67,12 @@ pub struct Common<'a> {
     pub lock: &'a Lock,
 }
 
+/// The `rust-version` of the generated crates, above the workspace's 1.75 (which is
+/// scarthgap's Rust, for what the layer builds): their build-dependency xz4rust needs
+/// 1.84.1, and 1.85 is what supermachine 0.7.108, their user, and the published
+/// supermachine-kernel 0.7.70 crates declare.
+const GENERATED_RUST_VERSION: &str = "1.85";
+
 impl Common<'_> {
     fn sbom_context(&self) -> sbom::Context<'_> {
         sbom::Context {
@@ -83,7 +89,7 @@ impl Common<'_> {
                 "VERSION_REQ",
                 crate::version_requirement(self.version).to_owned(),
             ),
-            ("RUST_VERSION", env!("CARGO_PKG_RUST_VERSION").to_owned()),
+            ("RUST_VERSION", GENERATED_RUST_VERSION.to_owned()),
             ("REPOSITORY", env!("CARGO_PKG_REPOSITORY").to_owned()),
             ("SOURCE_NOTE", self.source_note.to_owned()),
             ("LICENSE_FILES", license_files(&self.licenses.ids())),
@@ -125,7 +131,7 @@ pub fn per_arch(common: &Common, inputs: &ArchInputs) -> Result<Crate> {
     )?);
     let mut xz_sizes = Vec::new();
     for blob in &inputs.blobs {
-        let xz = archive::xz(&blob.data).map_err(|e| {
+        let xz = archive::xz(&blob.data, arch.xz_filters(&blob.spec)).map_err(|e| {
             Error::Usage(format!("xz compression of {} failed: {e}", blob.spec.name))
         })?;
         xz_sizes.push(xz.len() as u64);

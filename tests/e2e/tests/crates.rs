@@ -360,26 +360,50 @@ fn corrupt_bundled_blob_fails_the_consumer_build() {
     let packed = packed();
     let arch = host_arch();
     let root = format!("{}-{VERSION}", arch.crate_name);
-    let kernel_xz = "blobs/kernel.xz";
-
-    // Damaged bytes: the xz decoder notices.
-    let mut damaged = fs::read(packed.out.join(&root).join(kernel_xz)).unwrap();
-    let middle = damaged.len() / 2;
-    damaged[middle] ^= 0xff;
+    let damage = |name: &str| {
+        let mut bytes = fs::read(packed.out.join(&root).join(format!("blobs/{name}.xz"))).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        bytes
+    };
+    let kernel = &arch.blobs[0];
+    // On x86_64 the agent's stream has the x86 BCJ filter before LZMA2; the kernel's not.
+    let agent = arch
+        .blobs
+        .iter()
+        .find(|b| b.name == "supermachine-agent")
+        .unwrap();
     // Intact xz of other bytes: only the recorded SHA-256 notices.
-    let other = supermachine_packer::archive::xz(b"not the kernel that was packed").unwrap();
+    let other = supermachine_packer::archive::xz(
+        b"not the kernel that was packed",
+        supermachine_packer::archive::XzFilters::Lzma2,
+    )
+    .unwrap();
 
-    for (what, bytes, expect) in [
-        ("damaged", damaged, "blobs/kernel.xz is corrupt"),
-        ("replaced", other, "but the crate was packed with"),
+    for (blob, what, bytes, expect) in [
+        (
+            kernel,
+            "damaged",
+            damage(kernel.name),
+            "blobs/kernel.xz is corrupt: xz decoding failed",
+        ),
+        (
+            agent,
+            "damaged",
+            damage(agent.name),
+            "blobs/supermachine-agent.xz is corrupt: xz decoding failed",
+        ),
+        (kernel, "replaced", other, "but the crate was packed with"),
     ] {
+        let what = format!("{what} {}.xz", blob.name);
+        let blob_xz = format!("blobs/{}.xz", blob.name);
         let tmp = tempfile::tempdir().unwrap();
         let bad_crate = tmp.path().join(format!("{root}.crate"));
         repack_with(
             &packed.out.join(format!("{root}.crate")),
             &bad_crate,
             &root,
-            kernel_xz,
+            &blob_xz,
             &bytes,
         );
         let mut files: Vec<PathBuf> = packed
@@ -401,7 +425,7 @@ fn corrupt_bundled_blob_fails_the_consumer_build() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),
-            "{what} kernel.xz: the consumer build succeeded"
+            "{what}: the consumer build succeeded"
         );
         assert!(
             stderr.contains(&format!("error: {}: ", arch.crate_name)),
@@ -411,10 +435,7 @@ fn corrupt_bundled_blob_fails_the_consumer_build() {
             stderr.contains(expect),
             "{what}: expected {expect:?} in:\n{stderr}"
         );
-        assert!(
-            stderr.contains(arch.blobs[0].env),
-            "{what}: no hint in:\n{stderr}"
-        );
+        assert!(stderr.contains(blob.env), "{what}: no hint in:\n{stderr}");
     }
 }
 
@@ -598,8 +619,8 @@ fn index_entry(manifest: &toml::Table, cksum: &str) -> Value {
     entry
 }
 
-/// The `.crate` files of the generated crates' build-dependencies (lzma-rs and what it
-/// needs), taken from Cargo's download cache: the workspace lists lzma-rs as a
+/// The `.crate` files of the generated crates' build-dependencies (xz4rust and what it
+/// needs), taken from Cargo's download cache: the workspace lists xz4rust as a
 /// dev-dependency of this crate, so building these tests put them there.
 fn build_dependency_crates() -> Vec<PathBuf> {
     let lock: toml::Table = fs::read_to_string(workspace().join("Cargo.lock"))
@@ -618,7 +639,7 @@ fn build_dependency_crates() -> Vec<PathBuf> {
             })
             .unwrap_or_else(|| panic!("{spec} is not in Cargo.lock"))
     };
-    let mut todo = vec!["lzma-rs".to_owned()];
+    let mut todo = vec!["xz4rust".to_owned()];
     let mut seen = BTreeMap::new();
     while let Some(spec) = todo.pop() {
         let p = find(&spec);

@@ -546,7 +546,8 @@ fn size(path: &Path) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// Size after `xz -9` (what a crate bundling the file would carry).
+/// Size after `xz -9` (what a crate bundling the file would carry, less its BCJ filter's
+/// gain for the arm64 `Image`: docs/benchmarks.md).
 fn xz9_size(path: &Path) -> Option<u64> {
     let out = HostCommand::new("xz")
         .args(["-9", "-T1", "-c"])
