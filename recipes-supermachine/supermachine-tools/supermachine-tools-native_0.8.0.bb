@@ -5,7 +5,6 @@ The same binaries the host build runs."
 
 require recipes-supermachine/supermachine-workspace.inc
 
-# nooelint: oelint.var.inheritlast.native (it is the last inherit; the .inc inherits cargo)
 inherit_defer native
 
 CARGO_BUILD_FLAGS += "--package supermachine-initramfs --package supermachine-packer"
